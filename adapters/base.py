@@ -1,0 +1,168 @@
+"""The one interface every attribution method implements.
+
+A method holds configuration only; :meth:`Method.attribute` validates the inputs, checks that the
+model is left exactly as it was found, and checks the map it returns. Subclasses implement
+:meth:`Method._attribute` and :meth:`Method.cost`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class AttributionError(ValueError):
+    """Bad input to a method, or a method that produced an unusable map."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Model passes one image costs: ``forward`` full forward passes and ``backward`` input-gradient
+    backward passes (each backward implies its own forward, counted in ``forward``)."""
+
+    forward: int
+    backward: int = 0
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a method must leave untouched: training flags, requires_grad flags and hook counts."""
+
+    training: tuple[bool, ...]
+    requires_grad: tuple[bool, ...]
+    hooks: tuple[int, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelState":
+        modules = list(model.modules())
+        hooks = tuple(
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+            + len(getattr(m, "_backward_pre_hooks", {}))
+            for m in modules
+        )
+        return cls(
+            training=tuple(m.training for m in modules),
+            requires_grad=tuple(p.requires_grad for p in model.parameters()),
+            hooks=hooks,
+        )
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) -> Tensor:
+    """Validate ``(model, x, target)`` against the contract and return ``target`` as a LongTensor (N,)."""
+    if not isinstance(model, nn.Module):
+        raise AttributionError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise AttributionError("model is in training mode; call model.eval() first (dropout and batch-norm "
+                               "statistics would make attributions random)")
+    if not isinstance(x, Tensor):
+        raise AttributionError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise AttributionError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise AttributionError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise AttributionError("x is an empty batch (N = 0)")
+    if not torch.isfinite(x).all():
+        raise AttributionError("x contains NaN or infinite values")
+    device = model_device(model)
+    if x.device != device:
+        raise AttributionError(f"x is on {x.device} but the model is on {device}; move one of them")
+    expected_channels = _input_channels(model)
+    if expected_channels is not None and x.shape[1] != expected_channels:
+        raise AttributionError(f"x has {x.shape[1]} channels but the model takes {expected_channels}")
+    if isinstance(target, int):
+        target = torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
+    elif not isinstance(target, Tensor):
+        target = torch.as_tensor(target, dtype=torch.long, device=x.device)
+    if target.dim() == 0:
+        target = target.expand(x.shape[0])
+    if target.dim() != 1 or target.shape[0] != x.shape[0]:
+        raise AttributionError(f"target must have one class index per image ({x.shape[0]}), "
+                               f"got shape {tuple(target.shape)}")
+    if target.is_floating_point():
+        raise AttributionError(f"target must hold integer class indices, got dtype {target.dtype}")
+    target = target.to(device=x.device, dtype=torch.long)
+    if (target < 0).any():
+        raise AttributionError(f"target contains negative class indices: {target.tolist()}")
+    classes = _output_classes(model)
+    if classes is not None and (target >= classes).any():
+        raise AttributionError(f"target out of range: model has {classes} classes, got {target.tolist()}")
+    return target
+
+
+def _input_channels(model: nn.Module) -> int | None:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+        if isinstance(module, nn.Linear):
+            return None
+    return None
+
+
+def _output_classes(model: nn.Module) -> int | None:
+    declared = getattr(model, "num_classes", None)
+    if isinstance(declared, int):
+        return declared
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module.out_features
+    return last
+
+
+class Method:
+    """Base class of every attribution method.
+
+    Subclasses set ``stochastic`` when the map depends on a seed, take their parameters as keyword
+    arguments of ``__init__`` (stored in ``self.params``) and implement ``_attribute`` and ``cost``.
+    """
+
+    name: ClassVar[str] = ""
+    stochastic: ClassVar[bool] = False
+    needs_mask: ClassVar[bool] = False  # True for controls that read the ground-truth mask
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = dict(params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    def attribute(self, model: nn.Module, x: Tensor, target: Tensor | int, **kwargs: Any) -> Tensor:
+        """Attribution maps (N, 1, H, W), float32, on ``x``'s device, finite.
+
+        ``kwargs`` carries optional side information (``mask`` for the oracle control).
+        """
+        target = check_inputs(model, x, target)
+        before = ModelState.of(model)
+        try:
+            maps = self._attribute(model, x, target, **kwargs)
+        finally:
+            after = ModelState.of(model)
+        if after != before:
+            raise AttributionError(f"method {self.name!r} changed the model (training flags, requires_grad "
+                                   "or hooks); this is a bug in the adapter")
+        return self._check_output(maps, x)
+
+    def _check_output(self, maps: Tensor, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        if maps.shape != (n, 1, h, w):
+            raise AttributionError(f"method {self.name!r} returned shape {tuple(maps.shape)}, expected {(n, 1, h, w)}")
+        if not torch.isfinite(maps).all():
+            raise AttributionError(f"method {self.name!r} produced a non-finite attribution map")
+        return maps.to(device=x.device, dtype=torch.float32)
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+        raise NotImplementedError
+
+    def cost(self, **context: Any) -> Cost:
+        """Model passes per image; ``context`` may carry what the count depends on (e.g. n_classes)."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""One module per attribution method; each registers itself with ``@register``."""

@@ -1,0 +1,95 @@
+"""Registry of scores: each entry carries its category, direction and protocol parameters.
+
+A metric is a function registered with :func:`register`. It is called with keyword arguments only;
+``inputs`` names what it needs beyond ``model, x, target, attributions`` (for example ``mask`` for
+localisation, ``method`` and ``blocks`` for the sanity checks), so that a harness can pass exactly
+those. Its protocol parameters (with defaults) are declared once and written next to every score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+from torch import Tensor
+
+Category = Literal["faithfulness", "localisation", "sanity", "robustness"]
+Direction = Literal["higher", "lower"]
+
+
+@dataclass
+class MetricResult:
+    """Per-image scores (N,), optionally curves (N, S) over ``curve_x`` (S,), and extra per-image
+    tensors keyed by name. NaN in ``scores`` means "no score" for that image (documented per metric)."""
+
+    scores: Tensor
+    curves: Tensor | None = None
+    curve_x: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    fn: Callable[..., MetricResult]
+    category: Category
+    direction: Direction
+    params: dict[str, Any]
+    inputs: tuple[str, ...] = ()
+    description: str = ""
+
+    def __call__(self, **kwargs: Any) -> MetricResult:
+        return self.compute(**kwargs)
+
+    def compute(self, **kwargs: Any) -> MetricResult:
+        """Call the metric; unknown protocol parameters are a clear error."""
+        core = {"model", "x", "target", "attributions", "seed", "device_budget_bytes", *self.inputs}
+        unknown = sorted(set(kwargs) - core - set(self.params))
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {unknown} for metric {self.name!r}; "
+                            f"protocol parameters: {sorted(self.params)}")
+        missing = [name for name in self.inputs if kwargs.get(name) is None]
+        if missing:
+            raise ValueError(f"metric {self.name!r} needs {missing}")
+        return self.fn(**kwargs)
+
+    def protocol(self, **overrides: Any) -> dict[str, Any]:
+        """The protocol parameters a score was computed with (defaults updated by ``overrides``)."""
+        merged = dict(self.params)
+        merged.update({k: v for k, v in overrides.items() if k in self.params})
+        return merged
+
+
+_METRICS: dict[str, MetricSpec] = {}
+
+
+def register(name: str, *, category: Category, direction: Direction, params: dict[str, Any] | None = None,
+             inputs: tuple[str, ...] = (), description: str = "") -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
+    """Function decorator: register ``fn`` as metric ``name``. A duplicate name raises."""
+    if direction not in ("higher", "lower"):
+        raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
+
+    def decorator(fn: Callable[..., MetricResult]) -> Callable[..., MetricResult]:
+        if name in _METRICS:
+            raise ValueError(f"metric {name!r} is already registered")
+        _METRICS[name] = MetricSpec(name=name, fn=fn, category=category, direction=direction,
+                                    params=dict(params or {}), inputs=tuple(inputs),
+                                    description=description or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return decorator
+
+
+def names(category: str | None = None) -> list[str]:
+    return sorted(n for n, s in _METRICS.items() if category is None or s.category == category)
+
+
+def get(name: str) -> MetricSpec:
+    if name not in _METRICS:
+        raise KeyError(f"unknown metric {name!r}; registered metrics: {', '.join(names())}")
+    return _METRICS[name]
+
+
+def as_scores(values: Tensor) -> Tensor:
+    """Per-image scores as float32 on the CPU (what results tables store)."""
+    return values.detach().to("cpu", torch.float32)

@@ -1,0 +1,1 @@
+"""One module per score (or family of scores); each registers itself with ``@register``."""
