@@ -1,8 +1,9 @@
 """One interface over every attribution method: ``adapters.get(name, **params).attribute(model, x, target)``."""
-from .base import AttributionError, Cost, Method, check_inputs
+from .base import AttributionError, Cost, Method, UnknownMethodError, UnknownParameterError, check_inputs
 from .registry import get, get_class, names, register
 
-__all__ = ["AttributionError", "Cost", "Method", "check_inputs", "get", "get_class", "names", "register"]
+__all__ = ["AttributionError", "Cost", "Method", "UnknownMethodError", "UnknownParameterError", "check_inputs",
+           "get", "get_class", "names", "register"]
 
 # Every module in adapters/methods/ registers its methods on import: one file per method.
 import importlib as _importlib

@@ -6,6 +6,7 @@ model is left exactly as it was found, and checks the map it returns. Subclasses
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,6 +16,17 @@ from torch import Tensor, nn
 
 class AttributionError(ValueError):
     """Bad input to a method, or a method that produced an unusable map."""
+
+
+class UnknownMethodError(AttributionError, KeyError):
+    """``adapters.get`` was asked for a name nobody registered (also a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownParameterError(AttributionError, TypeError):
+    """A method was given a parameter it does not take (also a ``TypeError``)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class ModelState:
     training: tuple[bool, ...]
     requires_grad: tuple[bool, ...]
     hooks: tuple[int, ...]
+    grads: tuple[object, ...] = ()
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelState":
@@ -42,10 +55,15 @@ class ModelState:
             + len(getattr(m, "_backward_pre_hooks", {}))
             for m in modules
         )
+        # A weight gradient that appears or changes means the method ran a full backward into the
+        # parameters (wasted work, and it would leak into a user's training loop).
+        grads = tuple(None if p.grad is None else (p.grad.data_ptr(), p.grad._version)
+                      for p in model.parameters())
         return cls(
             training=tuple(m.training for m in modules),
             requires_grad=tuple(p.requires_grad for p in model.parameters()),
             hooks=hooks,
+            grads=grads,
         )
 
 
@@ -62,6 +80,10 @@ def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) 
     if model.training:
         raise AttributionError("model is in training mode; call model.eval() first (dropout and batch-norm "
                                "statistics would make attributions random)")
+    training = [name for name, module in model.named_modules() if module.training]
+    if training:
+        raise AttributionError(f"model is in eval mode but submodule {training[0]!r} is in training mode; "
+                               "call model.eval() on the whole model")
     if not isinstance(x, Tensor):
         raise AttributionError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -92,8 +114,8 @@ def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) 
     target = target.to(device=x.device, dtype=torch.long)
     if (target < 0).any():
         raise AttributionError(f"target contains negative class indices: {target.tolist()}")
-    classes = _output_classes(model)
-    if classes is not None and (target >= classes).any():
+    classes = _output_classes(model, x)
+    if (target >= classes).any():
         raise AttributionError(f"target out of range: model has {classes} classes, got {target.tolist()}")
     return target
 
@@ -107,15 +129,12 @@ def _input_channels(model: nn.Module) -> int | None:
     return None
 
 
-def _output_classes(model: nn.Module) -> int | None:
-    declared = getattr(model, "num_classes", None)
-    if isinstance(declared, int):
-        return declared
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module.out_features
-    return last
+def _output_classes(model: nn.Module, x: Tensor) -> int:
+    # One cached forward of one image per (model, input shape): exact for any architecture, and it
+    # turns "the model does not take this input" into a clear error before any method runs.
+    from .probe import probe
+
+    return probe(model, x).n_classes
 
 
 class Method:
@@ -128,9 +147,24 @@ class Method:
     name: ClassVar[str] = ""
     stochastic: ClassVar[bool] = False
     needs_mask: ClassVar[bool] = False  # True for controls that read the ground-truth mask
+    #: Names of the parameters that only trade memory for speed (internal batch sizes). Changing
+    #: them must not change the maps beyond float rounding; ``None`` means "derive from the budget".
+    memory_knobs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
+        #: What the last ``attribute`` call measured besides the maps (resolved batch sizes,
+        #: convergence deltas, segment weights, ...); replaced on every call.
+        self.diagnostics: dict[str, Any] = {}
+
+    @classmethod
+    def quick_params(cls) -> dict[str, Any]:
+        """Parameters for a cheap run of this method (smoke tests, CI, ``--quick`` benchmarks).
+
+        Contract tests build every registered method with these; a slow method (many samples or
+        optimisation steps) overrides this to return a few samples/steps.
+        """
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -139,9 +173,15 @@ class Method:
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor | int, **kwargs: Any) -> Tensor:
         """Attribution maps (N, 1, H, W), float32, on ``x``'s device, finite.
 
-        ``kwargs`` carries optional side information (``mask`` for the oracle control).
+        ``kwargs`` carries optional side information: ``mask`` (N, 1, H, W) or (N, H, W) for
+        methods with ``needs_mask`` (the oracle control); it is accepted and ignored by the others
+        so that a harness can pass the same arguments to every method.
         """
         target = check_inputs(model, x, target)
+        if not self.needs_mask:
+            kwargs.pop("mask", None)
+        self._check_kwargs(kwargs)
+        self.diagnostics = {}
         before = ModelState.of(model)
         try:
             maps = self._attribute(model, x, target, **kwargs)
@@ -152,17 +192,31 @@ class Method:
                                    "or hooks); this is a bug in the adapter")
         return self._check_output(maps, x)
 
+    def _check_kwargs(self, kwargs: dict[str, Any]) -> None:
+        accepted = inspect.signature(self._attribute).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            return
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise AttributionError(f"method {self.name!r} got unexpected argument(s) {unknown} in attribute()")
+
     def _check_output(self, maps: Tensor, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         if maps.shape != (n, 1, h, w):
             raise AttributionError(f"method {self.name!r} returned shape {tuple(maps.shape)}, expected {(n, 1, h, w)}")
         if not torch.isfinite(maps).all():
             raise AttributionError(f"method {self.name!r} produced a non-finite attribution map")
-        return maps.to(device=x.device, dtype=torch.float32)
+        # Detached: a map is a result, never part of a graph that would keep activations alive.
+        return maps.detach().to(device=x.device, dtype=torch.float32)
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
         raise NotImplementedError
 
     def cost(self, **context: Any) -> Cost:
-        """Model passes per image; ``context`` may carry what the count depends on (e.g. n_classes)."""
+        """Model passes per image.
+
+        ``context`` may carry what the count depends on: ``height``, ``width``, ``channels`` of the
+        input, ``n_classes`` of the model. Methods ignore keys they do not need and raise
+        :class:`AttributionError` naming a key they need but did not get.
+        """
         raise NotImplementedError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, TypeVar
 
-from .base import Method
+from .base import Method, UnknownMethodError, UnknownParameterError
 
 _METHODS: dict[str, type[Method]] = {}
 M = TypeVar("M", bound=type[Method])
@@ -29,18 +29,20 @@ def names() -> list[str]:
 
 
 def get_class(name: str) -> type[Method]:
+    """The registered class; an unknown name raises :class:`UnknownMethodError` (a ``KeyError``)."""
     if name not in _METHODS:
-        raise KeyError(f"unknown attribution method {name!r}; registered methods: {', '.join(names())}")
+        raise UnknownMethodError(f"unknown attribution method {name!r}; registered methods: {', '.join(names())}")
     return _METHODS[name]
 
 
 def get(name: str, **params: Any) -> Method:
-    """Build the method ``name`` with ``params``; unknown names and parameters are clear errors."""
+    """Build the method ``name`` with ``params``; unknown names and parameters are clear errors
+    (:class:`UnknownMethodError`, :class:`UnknownParameterError`, both :class:`AttributionError`)."""
     cls = get_class(name)
     accepted = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(params) - set(accepted) - {"self"})
     if unknown and not takes_kwargs:
         allowed = sorted(k for k in accepted if k != "self")
-        raise TypeError(f"unknown parameter(s) {unknown} for method {name!r}; accepted: {allowed}")
+        raise UnknownParameterError(f"unknown parameter(s) {unknown} for method {name!r}; accepted: {allowed}")
     return cls(**params)

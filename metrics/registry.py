@@ -27,6 +27,14 @@ class MetricResult:
     curve_x: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, float | int]:
+        """Mean of the scores over the images that have one (NaN = "no score" is skipped, never
+        counted as 0 or 1), with how many images were scored and how many were skipped."""
+        scored = ~torch.isnan(self.scores)
+        n_scored = int(scored.sum())
+        mean = float(self.scores[scored].double().mean()) if n_scored else float("nan")
+        return {"mean": mean, "n_scored": n_scored, "n_no_score": int((~scored).sum())}
+
 
 @dataclass(frozen=True)
 class MetricSpec:

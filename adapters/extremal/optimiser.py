@@ -1,0 +1,139 @@
+"""The batched extremal-perturbation optimiser: one row per (image, target, area).
+
+Every term of the energy is per row and the loss is their sum, so R rows optimised together give
+the same trajectories as R separate runs (model in eval mode). Rows are processed in chunks of at
+most ``chunk_rows``; chunks are independent problems, so chunking never changes a result, and every
+per-row kernel (mask generator, sort, interpolation) treats a row the same way whatever shares its
+batch.
+
+Per iteration t and row r (TorchRay's algorithm, section 2.5 of the reference notes):
+
+    m_r = generator(p_r) (cropped to the image, and padded for the area term)
+    x_r = perturbed input(s) for the variant, mirrored horizontally when ``flip`` and t is even
+    E   = sum_r reward_r(model(x)) - lambda_t R_{a_r}(padded m_r)
+    p  <- clamp(p - lr * buf, 0, 1),  buf = g (t = 0) or momentum * buf + (1 - dampening) * g,  g = dE/dp * -1
+
+The loop never synchronises with the host: the penalty weights and the flip parity are host
+constants, the history is written into preallocated device tensors, and shapes never change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .area import area_reference, area_residual
+from .mask_generator import MaskGenerator, MaskGeometry
+from .pyramid import apply_mask
+from .rewards import variant_reward
+from .settings import ExtremalSettings
+from .smooth_max import SmoothMaxBackend
+
+#: ``callback(t, rows, params)``: called after the update of iteration t with the chunk's row
+#: slice and its parameters (R_chunk, 1, h, w) (a live tensor: clone it to keep it).
+StepCallback = Callable[[int, slice, Tensor], None]
+
+
+@dataclass
+class ExtremalHistory:
+    """Optimisation history sampled on the device.
+
+    iterations (S,): which iterations were sampled. reward (S, R): each row's reward at those
+    iterations (the variant's signed score). residual (S, R): the unweighted area residual R_a.
+    penalty (S,): the weight lambda_t of the residual.
+    """
+
+    iterations: Tensor
+    reward: Tensor
+    residual: Tensor
+    penalty: Tensor
+
+
+@dataclass
+class RowResult:
+    """masks (R, 1, H, W): the cropped masks of the last forward pass (the parameters before the
+    final update, as in the reference); params (R, 1, h, w): the parameters after it; history."""
+
+    masks: Tensor
+    params: Tensor
+    history: ExtremalHistory
+    backend: str
+
+
+def perturbed_inputs(pyramid: Tensor, image: Tensor, mask: Tensor, variant: str) -> Tensor:
+    """Model inputs for masks (R, 1, H, W): (R, C, H, W), or (2R, C, H, W) for ``dual`` (preserve rows first)."""
+    if variant == "preserve":
+        return apply_mask(pyramid, image, mask)
+    if variant == "delete":
+        return apply_mask(pyramid, image, 1 - mask)
+    return torch.cat((apply_mask(pyramid, image, mask), apply_mask(pyramid, image, 1 - mask)))
+
+
+def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tensor, areas: Sequence[float],
+                  settings: ExtremalSettings, chunk_rows: int, callback: StepCallback | None = None) -> RowResult:
+    """Optimise one mask per row.
+
+    pyramid (N, L, C, H, W) from :func:`.pyramid.perturbation_pyramid`; image (R,) and target (R,)
+    long tensors on its device; areas: R floats in (0, 1). The model must be in eval mode; its
+    parameters should not require gradients (see :func:`.explain.frozen_parameters`).
+    """
+    rows = image.shape[0]
+    if not (target.shape[0] == rows == len(areas)):
+        raise ValueError(f"image ({rows}), target ({target.shape[0]}) and areas ({len(areas)}) must have one entry per row")
+    _, _, _, height, width = pyramid.shape
+    geometry = MaskGeometry(height, width, settings.step, settings.sigma)
+    generator = MaskGenerator(geometry, pyramid.dtype, pyramid.device, SmoothMaxBackend(settings.backend))
+    sampled = settings.sampled_iterations()
+    weights = settings.penalty_weights()
+    device, dtype = pyramid.device, pyramid.dtype
+    history = ExtremalHistory(
+        iterations=torch.tensor(sampled, device=device),
+        reward=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
+        residual=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
+        penalty=torch.tensor([weights[t] for t in sampled], dtype=dtype, device=device),
+    )
+    masks = pyramid.new_empty(rows, 1, height, width)
+    params = pyramid.new_empty(rows, 1, *geometry.shape_in)
+    for start in range(0, rows, chunk_rows):
+        chunk = slice(start, min(start + chunk_rows, rows))
+        masks[chunk], params[chunk] = _optimise_chunk(
+            model, pyramid, image[chunk], target[chunk], list(areas[chunk]), settings, generator, weights,
+            sampled, history, chunk, callback)
+    return RowResult(masks=masks, params=params, history=history, backend=generator.backend.resolved or "eager")
+
+
+def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tensor, areas: list[float],
+                    settings: ExtremalSettings, generator: MaskGenerator, weights: list[float], sampled: list[int],
+                    history: ExtremalHistory, chunk: slice, callback: StepCallback | None) -> tuple[Tensor, Tensor]:
+    rows = image.shape[0]
+    geometry = generator.geometry
+    reference = area_reference(areas, geometry.padded_pixels, pyramid.dtype, pyramid.device)
+    params = pyramid.new_ones(rows, 1, *geometry.shape_in).requires_grad_(True)
+    momentum: Tensor | None = None
+    slot = {t: i for i, t in enumerate(sampled)}
+    cropped = pyramid.new_empty(0)
+    for t in range(settings.iterations):
+        cropped, padded = generator(params)
+        inputs = perturbed_inputs(pyramid, image, cropped, settings.variant)
+        if settings.flip and t % 2 == 0:
+            inputs = inputs.flip(3)
+        reward = variant_reward(model(inputs), target, settings.reward, settings.variant)
+        residual = area_residual(padded, reference)
+        energy = reward - weights[t] * residual
+        (grad,) = torch.autograd.grad(-energy.sum(), params)
+        with torch.no_grad():
+            # torch.optim.SGD's update (the first step takes the gradient as the buffer), then the
+            # projection onto [0, 1]; the buffer is not reset by the projection.
+            if momentum is None:
+                momentum = grad.clone()
+            else:
+                momentum.mul_(settings.momentum).add_(grad, alpha=1 - settings.dampening)
+            params.add_(momentum, alpha=-settings.lr).clamp_(0, 1)
+            if t in slot:
+                history.reward[slot[t], chunk] = reward
+                history.residual[slot[t], chunk] = residual
+        if callback is not None:
+            callback(t, chunk, params.detach())
+    return cropped.detach(), params.detach()

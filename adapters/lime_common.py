@@ -1,0 +1,73 @@
+"""What the two LIME adapters share: parameters, superpixels, per-image seeds, the kernel, the cost."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .base import AttributionError, Cost, Method
+from .budget import check_batch, check_memory_mb
+from .segmentation import Segmenter
+from .seeding import check_seed, image_seeds
+
+
+class SegmentLime(Method):
+    """LIME over superpixels (Ribeiro et al. 2016), as the ``lime`` package does it for images.
+
+    Per image: superpixels from :class:`adapters.segmentation.Segmenter`; ``n_samples`` binary
+    vectors z (segment kept / replaced by ``hide_value``, in the model's input space: 0 is the
+    dataset mean for normalised inputs), the first one all ones; the softmax probability of the
+    target for each; a ridge regression (alpha 1, intercept) weighted by
+    ``sqrt(exp(-d^2 / kernel_width^2))`` with d the cosine distance between z and all-ones. The
+    segment weights are painted onto their pixels. Randomness is seeded per image
+    (:func:`adapters.seeding.image_seeds`).
+
+    ``diagnostics``: ``segments`` (N, H, W), ``segment_weights`` (list of (K_i,) tensors).
+    Cost: ``n_samples`` forwards per image, no backward.
+    """
+
+    stochastic = True
+
+    def __init__(self, *, n_samples: int, kernel_width: float, hide_value: float, segmentation: str,
+                 segmentation_kwargs: dict[str, Any] | None, segmentation_input: str,
+                 mean: Sequence[float] | None, std: Sequence[float] | None, seed: int, memory_mb: float,
+                 **knobs: int | None) -> None:
+        check_batch("n_samples", n_samples, minimum=2)
+        if not isinstance(kernel_width, (int, float)) or not kernel_width > 0:
+            raise AttributionError(f"kernel_width must be positive, got {kernel_width!r}")
+        if not isinstance(hide_value, (int, float)):
+            raise AttributionError(f"hide_value must be a number, got {hide_value!r}")
+        self.segmenter = Segmenter.build(segmentation, segmentation_kwargs, segmentation_input, mean, std)
+        super().__init__(n_samples=n_samples, kernel_width=float(kernel_width), hide_value=float(hide_value),
+                         **self.segmenter.params(), seed=check_seed(seed),
+                         **{name: check_batch(name, value) for name, value in knobs.items()},
+                         memory_mb=check_memory_mb(memory_mb))
+
+    @classmethod
+    def quick_params(cls) -> dict[str, Any]:
+        return {"n_samples": 64, "segmentation_kwargs": {"n_segments": 16}}
+
+    def segments(self, x: Tensor) -> tuple[list[int], Tensor]:
+        """Per-image seeds (N) and superpixel labels (N, H, W) of ``x`` (N, C, H, W)."""
+        seeds = image_seeds(x, self.params["seed"])
+        segments = self.segmenter.segment(x, seeds)
+        self.diagnostics["segments"] = segments
+        return seeds, segments
+
+    def cost(self, **context: object) -> Cost:
+        return Cost(forward=self.params["n_samples"])
+
+
+def lime_kernel(z: Tensor, kernel_width: float) -> Tensor:
+    """lime's image-kernel weight of binary samples z (S, K): ``sqrt(exp(-d^2 / w^2))`` with d the
+    cosine distance to the all-ones vector, ``1 - sqrt(kept / K)`` (1 for an all-zero row, as sklearn)."""
+    distance = 1 - torch.sqrt(z.float().sum(dim=-1) / z.shape[-1])
+    return torch.sqrt(torch.exp(-distance**2 / kernel_width**2))
+
+
+def numpy_seed(seed: int) -> int:
+    """numpy's RandomState takes seeds below 2**32."""
+    return seed % 2**32
+
+

@@ -1,0 +1,97 @@
+"""Control maps that bound every score: random noise, an edge detector, a centre prior, the truth.
+
+None of them calls the model (cost 0). They are what a method must beat (random, centre), what the
+sanity checks must flag (edge: model-independent by construction) and the best a map can do on
+data with ground-truth masks (oracle).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..base import AttributionError, Cost, Method
+from ..registry import register
+from ..seeding import check_seed, generator, image_seeds
+
+
+class ControlMethod(Method):
+    """A map computed without the model."""
+
+    def cost(self, **context: object) -> Cost:
+        return Cost(forward=0, backward=0)
+
+
+@register("random")
+class RandomControl(ControlMethod):
+    """Uniform noise in [0, 1), drawn per image from a generator seeded by ``seed`` and the image
+    (so it is batch-independent); the floor that Binder et al. (2023) show can "pass" sanity checks."""
+
+    stochastic = True
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=check_seed(seed))
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        shape = (1, 1) + tuple(x.shape[-2:])
+        return torch.cat([torch.rand(shape, generator=generator(seed, x.device), device=x.device)
+                          for seed in image_seeds(x, self.params["seed"])])
+
+
+@register("edge")
+class EdgeControl(ControlMethod):
+    """Sobel gradient magnitude of the input, ``sqrt(sum_c (G_x * x_c)^2 + (G_y * x_c)^2)`` with
+    replicated borders: a pure image statistic, identical for any model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        sobel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], device=x.device)
+        kernels = torch.stack([sobel_x, sobel_x.t()]).unsqueeze(1)  # (2, 1, 3, 3)
+        n, c, h, w = x.shape
+        padded = F.pad(x.detach().float().reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+        gradients = F.conv2d(padded, kernels).reshape(n, c * 2, h, w)
+        return gradients.pow(2).sum(dim=1, keepdim=True).sqrt()
+
+
+@register("center")
+class CenterControl(ControlMethod):
+    """A Gaussian centred on the image, standard deviation ``sigma`` times the shorter side: the
+    centre bias of photographs, identical for every image."""
+
+    def __init__(self, sigma: float = 0.25) -> None:
+        if not isinstance(sigma, (int, float)) or not sigma > 0:
+            raise AttributionError(f"sigma must be a positive fraction of the image size, got {sigma!r}")
+        super().__init__(sigma=float(sigma))
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        std = self.params["sigma"] * min(h, w)
+        ys = torch.arange(h, device=x.device, dtype=torch.float32) - (h - 1) / 2
+        xs = torch.arange(w, device=x.device, dtype=torch.float32) - (w - 1) / 2
+        gauss = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * std**2))
+        return gauss.expand(n, 1, h, w).clone()
+
+
+@register("oracle")
+class OracleControl(ControlMethod):
+    """The ground-truth object mask itself (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W),
+    any dtype, nonzero = object), as float32 in {0, 1}: an upper bound on localisation."""
+
+    needs_mask = True
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None:
+            raise AttributionError("the oracle control needs the ground-truth mask: attribute(model, x, target, mask=...)")
+        if not isinstance(mask, Tensor):
+            raise AttributionError(f"mask must be a tensor, got {type(mask).__name__}")
+        n, _, h, w = x.shape
+        if mask.dim() == 3:
+            mask = mask.unsqueeze(1)
+        if tuple(mask.shape) != (n, 1, h, w):
+            raise AttributionError(f"mask must have shape {(n, 1, h, w)} or {(n, h, w)}, got {tuple(mask.shape)}")
+        return (mask.to(x.device) != 0).float()

@@ -1,0 +1,51 @@
+"""Guided Backprop (Springenberg et al. 2015): the negative control of the sanity checks.
+
+Adebayo et al. (2018) show its maps barely change when the model's weights are randomised: it acts
+as an edge detector. It is kept so that the checks have a method they must flag.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from captum.attr import GuidedBackprop
+from torch import Tensor, nn
+
+from ..base import Cost, Method
+from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
+from ..maps import check_reduction, reduce_channels
+from ..registry import register
+
+
+@register("guided_backprop")
+class GuidedBackpropMethod(Method):
+    """Captum ``GuidedBackprop`` (ReLU gradients clamped to positive on the way back), channels
+    reduced by ``reduction`` (default ``max_abs``, like saliency). Needs ``nn.ReLU`` modules: a
+    functional ``F.relu`` is not guided.
+
+    Cost: 1 forward + 1 backward per image. Memory knob: ``batch_size`` images per pass.
+    """
+
+    memory_knobs = ("batch_size",)
+
+    def __init__(self, reduction: str = "max_abs", batch_size: int | None = None,
+                 memory_mb: float = DEFAULT_MEMORY_MB) -> None:
+        super().__init__(reduction=check_reduction(reduction), batch_size=check_batch("batch_size", batch_size),
+                         memory_mb=check_memory_mb(memory_mb))
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
+        self.diagnostics["batch_size"] = size
+        guided = GuidedBackprop(model)
+        maps = []
+        with warnings.catch_warnings():
+            # Captum announces the temporary ReLU hooks on every call; they are removed afterwards
+            # (Method.attribute checks that).
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            for s in spans(len(x), size):
+                grads = guided.attribute(x[s].detach().requires_grad_(), target=target[s])
+                maps.append(reduce_channels(grads, self.params["reduction"]))
+        return torch.cat(maps)
+
+    def cost(self, **context: object) -> Cost:
+        return Cost(forward=1, backward=1)

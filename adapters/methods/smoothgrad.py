@@ -1,0 +1,102 @@
+"""SmoothGrad (Smilkov et al. 2017): saliency averaged over noisy copies of the input."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from captum.attr import Saliency
+from torch import Tensor, nn
+
+from ..base import AttributionError, Cost, Method
+from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget
+from ..maps import check_reduction, reduce_channels
+from ..registry import register
+from ..seeding import check_seed, generator, image_seeds
+
+NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+@register("smoothgrad")
+class SmoothGradMethod(Method):
+    """Captum ``NoiseTunnel(Saliency)`` semantics, batched across images and samples.
+
+    Each image i gets ``n_samples`` noisy copies ``x_i + N(0, s_i^2)`` with
+    ``s_i = noise_level * (max(x_i) - min(x_i))`` (the noise is a fraction of the image's own range,
+    as in the paper). The noise comes from a generator seeded per image
+    (:func:`adapters.seeding.image_seeds`) and is drawn exactly as NoiseTunnel draws it, so the map
+    of image i equals ``torch.manual_seed(seed_i); NoiseTunnel(Saliency(model)).attribute(x_i, nt_type,
+    nt_samples=n_samples, stdevs=s_i, target=t_i)`` (up to float summation order), whatever the batch.
+    NoiseTunnel itself is not called because it draws the whole batch from the global RNG and runs
+    one image's samples per pass; here the noisy rows of all images share passes of ``batch_size``
+    rows. Channels are reduced after averaging with ``reduction`` (default ``max_abs``).
+
+    Cost: ``n_samples`` forwards + backwards per image. Memory knob: ``batch_size`` noisy rows per pass.
+    """
+
+    stochastic = True
+    memory_knobs = ("batch_size",)
+
+    def __init__(self, n_samples: int = 50, noise_level: float = 0.15, nt_type: str = "smoothgrad",
+                 reduction: str = "max_abs", seed: int = 0, batch_size: int | None = None,
+                 memory_mb: float = DEFAULT_MEMORY_MB) -> None:
+        check_batch("n_samples", n_samples)
+        if not isinstance(noise_level, (int, float)) or not noise_level >= 0:
+            raise AttributionError(f"noise_level must be a fraction >= 0 of the input range, got {noise_level!r}")
+        if nt_type not in NT_TYPES:
+            raise AttributionError(f"unknown nt_type {nt_type!r}; choose one of {list(NT_TYPES)}")
+        super().__init__(n_samples=n_samples, noise_level=float(noise_level), nt_type=nt_type,
+                         reduction=check_reduction(reduction), seed=check_seed(seed),
+                         batch_size=check_batch("batch_size", batch_size), memory_mb=check_memory_mb(memory_mb))
+
+    @classmethod
+    def quick_params(cls) -> dict[str, object]:
+        return {"n_samples": 3}
+
+    def noise_stdevs(self, x: Tensor) -> list[float]:
+        """The noise standard deviation of each image of ``x`` (N, C, H, W)."""
+        ranges = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).tolist()
+        return [self.params["noise_level"] * r for r in ranges]
+
+    def _noisy_copies(self, x: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """(i, x_i + noise_i) with noise_i (n_samples, C, H, W), drawn as NoiseTunnel does."""
+        n = self.params["n_samples"]
+        for i, (seed, stdev) in enumerate(zip(image_seeds(x, self.params["seed"]), self.noise_stdevs(x))):
+            stdevs = torch.tensor(stdev, device=x.device).repeat((n,) + tuple(x.shape[1:]))
+            noise = torch.normal(0, stdevs, generator=generator(seed, x.device))
+            yield i, x[i:i + 1].detach().repeat_interleave(n, dim=0) + noise
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
+        self.diagnostics["batch_size"] = size
+        saliency = Saliency(model)
+        total = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
+        total_sq = torch.zeros_like(total)
+
+        def flush(rows: list[Tensor], owners: list[Tensor]) -> None:
+            batch, owner = torch.cat(rows), torch.cat(owners)
+            grads = saliency.attribute(batch.requires_grad_(), target=target[owner], abs=True).float()
+            total.index_add_(0, owner, grads)
+            total_sq.index_add_(0, owner, grads * grads)
+
+        rows: list[Tensor] = []
+        owners: list[Tensor] = []
+        pending = 0
+        for i, noisy in self._noisy_copies(x):
+            rows.append(noisy)
+            owners.append(torch.full((len(noisy),), i, device=x.device, dtype=torch.long))
+            pending += len(noisy)
+            while pending >= size:  # full passes as soon as the rows are there
+                batch, owner = torch.cat(rows), torch.cat(owners)
+                flush([batch[:size]], [owner[:size]])
+                rows, owners, pending = [batch[size:]], [owner[size:]], pending - size
+        if pending:
+            flush(rows, owners)
+
+        n = self.params["n_samples"]
+        mean, mean_sq = total / n, total_sq / n
+        nt_type = self.params["nt_type"]
+        smoothed = mean if nt_type == "smoothgrad" else mean_sq if nt_type == "smoothgrad_sq" else mean_sq - mean**2
+        return reduce_channels(smoothed, self.params["reduction"])
+
+    def cost(self, **context: object) -> Cost:
+        return Cost(forward=self.params["n_samples"], backward=self.params["n_samples"])

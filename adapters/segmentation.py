@@ -1,0 +1,92 @@
+"""Superpixels for LIME: scikit-image SLIC or quickshift on the image as a person would see it.
+
+The model's input is usually normalised (mean/std per channel), which scikit-image's colour
+conversion (RGB -> Lab) does not expect. ``segmentation_input`` says how the input is turned back
+into a [0, 1] image before segmenting:
+
+- ``"minmax"`` (default): rescale each image by its own min and max over all channels. Exact up to
+  a per-channel affine map when the normalisation's std is the same for every channel, close
+  otherwise, and needs no knowledge of the preprocessing.
+- ``"denormalize"``: ``x * std + mean`` per channel, clipped to [0, 1]; needs ``mean`` and ``std``.
+- ``"raw"``: the input as it is (already in [0, 1]).
+
+Only the segmentation sees this image; the model is always queried in its own input space.
+Labels are renumbered 0..K-1 (SLIC starts at 1, and lime assumes 0..K-1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from skimage.segmentation import quickshift, slic
+from torch import Tensor
+
+from .base import AttributionError
+
+#: Defaults per algorithm; ``segmentation_kwargs`` overrides them. Quickshift's are lime's own.
+SEGMENTATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "slic": {"n_segments": 50, "compactness": 10.0, "sigma": 1.0},
+    "quickshift": {"kernel_size": 4, "max_dist": 200.0, "ratio": 0.2},
+}
+SEGMENTATION_INPUTS = ("minmax", "denormalize", "raw")
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A fixed segmentation recipe; ``segment(x, seeds)`` -> (N, H, W) int64 labels 0..K_i-1."""
+
+    algorithm: str = "slic"
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    input: str = "minmax"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def build(cls, algorithm: str, kwargs: dict[str, Any] | None, segmentation_input: str,
+              mean: Sequence[float] | None, std: Sequence[float] | None) -> "Segmenter":
+        """Validate the parameters and merge ``kwargs`` over the algorithm's defaults."""
+        if algorithm not in SEGMENTATION_DEFAULTS:
+            raise AttributionError(f"unknown segmentation {algorithm!r}; choose one of {sorted(SEGMENTATION_DEFAULTS)}")
+        if segmentation_input not in SEGMENTATION_INPUTS:
+            raise AttributionError(f"unknown segmentation_input {segmentation_input!r}; choose one of {list(SEGMENTATION_INPUTS)}")
+        if segmentation_input == "denormalize" and (mean is None or std is None):
+            raise AttributionError("segmentation_input='denormalize' needs the normalisation's mean= and std=")
+        merged = {**SEGMENTATION_DEFAULTS[algorithm], **(kwargs or {})}
+        return cls(algorithm, tuple(sorted(merged.items())), segmentation_input,
+                   None if mean is None else tuple(float(v) for v in mean),
+                   None if std is None else tuple(float(v) for v in std))
+
+    def image(self, x_i: Tensor) -> np.ndarray:
+        """The (H, W, C) float64 image in [0, 1] that the segmentation sees, from x_i (C, H, W)."""
+        image = x_i.detach().to("cpu", torch.float64)
+        if self.input == "denormalize":
+            if len(self.mean) != len(image) or len(self.std) != len(image):
+                raise AttributionError(f"mean/std have {len(self.mean)}/{len(self.std)} values for {len(image)} channels")
+            image = (image * torch.tensor(self.std)[:, None, None] + torch.tensor(self.mean)[:, None, None]).clamp(0, 1)
+        elif self.input == "minmax":
+            low, high = image.min(), image.max()
+            image = (image - low) / (high - low) if high > low else torch.zeros_like(image)
+        return image.permute(1, 2, 0).numpy()
+
+    def segment_one(self, x_i: Tensor, seed: int) -> np.ndarray:
+        """(H, W) int64 labels 0..K-1 of one image x_i (C, H, W)."""
+        image = self.image(x_i)
+        rgb = image.shape[-1] == 3  # Lab conversion only makes sense for colour images
+        kwargs = dict(self.kwargs)
+        if self.algorithm == "slic":
+            labels = slic(image, convert2lab=rgb, channel_axis=-1, **kwargs)
+        else:
+            labels = quickshift(image, convert2lab=rgb, rng=seed % 2**32, channel_axis=-1, **kwargs)
+        _, dense = np.unique(labels, return_inverse=True)
+        return dense.reshape(labels.shape).astype(np.int64)
+
+    def segment(self, x: Tensor, seeds: Sequence[int]) -> Tensor:
+        """(N, H, W) int64 labels on ``x``'s device for x (N, C, H, W); quickshift uses ``seeds`` (N)."""
+        return torch.stack([torch.from_numpy(self.segment_one(x_i, s)) for x_i, s in zip(x, seeds)]).to(x.device)
+
+    def params(self) -> dict[str, Any]:
+        """The recipe as method parameters (``segmentation``, ``segmentation_kwargs``, ...)."""
+        return {"segmentation": self.algorithm, "segmentation_kwargs": dict(self.kwargs),
+                "segmentation_input": self.input, "mean": self.mean, "std": self.std}

@@ -1,0 +1,155 @@
+"""The harness's command line. Each sub-command is a small function; errors print one clear line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {}
+
+
+def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    def decorator(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (fn, arguments, help_text)
+        return fn
+
+    return decorator
+
+
+@command("list", "print the registered models, datasets, methods and metrics")
+def _list(args: argparse.Namespace) -> int:
+    import adapters
+    import metrics
+
+    from .datasets import list_datasets
+    from .models import get_spec, list_models
+    from .zoo import ENTRIES
+
+    print("models:")
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"  {name:<20} {spec.family:<12} {spec.num_classes:>5} classes  {spec.input_size[0]}x{spec.input_size[1]}"
+              f"  grad-cam: {spec.gradcam_layer}")
+    print("datasets:\n  " + ", ".join(list_datasets()))
+    print("methods:\n  " + ", ".join(adapters.names()))
+    print("metrics:")
+    for name in metrics.names():
+        spec = metrics.get(name)
+        print(f"  {name:<34} {spec.category:<13} {spec.direction} is better")
+    print("zoo entries:\n  " + ", ".join(ENTRIES))
+    return 0
+
+
+def _zoo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="zoo configuration (default, small)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _print_zoo(rows: list[dict], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'entry':<30} {'role':<16} {'held-out acc':>12} {'train acc':>10} {'train s':>8}  notes")
+    for row in rows:
+        notes = ", ".join(f"{k.replace('accuracy_', '')}: {v:.3f}" for k, v in row.items() if k.startswith("accuracy_watermark"))
+        print(f"{row['name']:<30} {row['role']:<16} {row['accuracy']:>12.3f} {row['train_accuracy'] or 0:>10.3f} "
+              f"{row['train_seconds'] or 0:>8.1f}  {notes}")
+
+
+@command("train", "train (or load from the cache) the embedded zoo and print its accuracy table", _zoo_arguments)
+def _train(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    _print_zoo(zoo.table(zoo.ensure(args.config)), args.format)
+    return 0
+
+
+@command("zoo", "print the embedded zoo (training what is missing)", _zoo_arguments)
+def _zoo(args: argparse.Namespace) -> int:
+    return _train(args)
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="shipped configuration (default, quick, gpu) or a TOML path")
+    parser.add_argument("--models", type=_names, help="comma-separated zoo entries or model names")
+    parser.add_argument("--datasets", type=_names, help="comma-separated dataset names (or auto)")
+    parser.add_argument("--methods", type=_names, help="comma-separated method names")
+    parser.add_argument("--metrics", type=_names, help="comma-separated metric names")
+    parser.add_argument("--n-images", dest="n_images", type=int)
+    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--output", help="directory that holds run directories (default results/)")
+    parser.add_argument("--name", help="run name (the run directory is OUTPUT/NAME; re-running resumes it)")
+    parser.add_argument("--no-timing", dest="timing_enabled", action="store_const", const=False)
+    parser.add_argument("--executor", default="local", help="local (serial) or another registered executor")
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@command("run", "run a benchmark grid: scores, timings, report", _run_arguments)
+def _run(args: argparse.Namespace) -> int:
+    from .config import apply_overrides, load_config
+    from .runner import run
+
+    config = load_config(args.config)
+    overrides = {k: getattr(args, k) for k in ("models", "datasets", "methods", "metrics", "n_images", "batch_size",
+                                              "device", "seed", "output", "name", "timing_enabled")}
+    config = apply_overrides(config, **overrides)
+    run(config, executor=args.executor)
+    return 0
+
+
+@command("report", "rebuild the report of a run directory from its stored results",
+         lambda p: p.add_argument("run_dir", help="results/<run>"))
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .collect import collect_run
+    from .report import build_report, summary_table
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "cells").is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no cells/ folder)")
+    collect_run(run_dir)
+    path = build_report(run_dir)
+    print(summary_table(run_dir))
+    print(f"report: {path}")
+    return 0
+
+
+@command("compare", "compare the timings of two or more runs (pytest-benchmark compare)",
+         lambda p: p.add_argument("run_dirs", nargs="+", help="run directories holding benchmark.json"))
+def _compare(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    files = [Path(d) / "benchmark.json" for d in args.run_dirs]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no benchmark.json in: {', '.join(missing)}")
+    return subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", "--group-by=group",
+                           "--columns=median,iqr,rounds", *map(str, files)]).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Attribution-method benchmarking harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, arguments, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        arguments(child)
+        child.set_defaults(handler=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (KeyError, ValueError, FileNotFoundError, PermissionError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,157 @@
+"""The grid: which (model, dataset, method, metric) cells a configuration asks for, validated
+before any work starts, and the subjects (model + images) the cells run on."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import adapters
+import metrics
+
+from . import zoo
+from .config import ConfigError, RunConfig
+from .datasets import get_dataset, list_datasets
+from .models import get_spec, list_models
+
+
+@dataclass(frozen=True)
+class Group:
+    """The unit of execution: one method's attributions on one (model, dataset), scored by every metric."""
+
+    model: str
+    dataset: str
+    method: str
+    metrics: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}__{self.dataset}__{self.method}"
+
+
+@dataclass
+class Subject:
+    """A model and the images it is explained on (preprocessed), with everything metrics may need."""
+
+    model_name: str
+    dataset: str
+    model: nn.Module
+    x: Tensor
+    images: Tensor
+    labels: Tensor
+    masks: Tensor | None
+    targets: Tensor
+    blocks: list[tuple[str, list[str]]]
+    gradcam_layer: str
+    random_label_model: nn.Module | None
+    accuracy: float | None
+
+
+def _datasets_for(model: str, config: RunConfig) -> list[str]:
+    if model in zoo.ENTRIES:
+        own = zoo.ENTRIES[model].dataset
+        return [own] if ("auto" in config.datasets or own in config.datasets) else []
+    return ["skimage"] if config.datasets == ["auto"] else [d for d in config.datasets if d not in ("synthetic", "shortcut", "auto")]
+
+
+def validate(config: RunConfig) -> None:
+    """Every name and parameter must exist before any work starts."""
+    if not config.models:
+        raise ConfigError("no models in the configuration")
+    for model in config.models:
+        if model not in zoo.ENTRIES and model not in list_models():
+            raise ConfigError(f"unknown model {model!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) "
+                              f"nor a registered model ({', '.join(list_models())})")
+    for dataset in config.datasets:
+        if dataset != "auto" and dataset not in list_datasets():
+            raise ConfigError(f"unknown dataset {dataset!r}; registered: {', '.join(list_datasets())} (or auto)")
+    for name, params in config.methods.items():
+        if name not in adapters.names():
+            raise ConfigError(f"unknown method {name!r}; registered: {', '.join(adapters.names())}")
+        try:
+            adapters.get(name, **params)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"method {name!r}: {error}") from error
+    for name, params in config.metrics.items():
+        if name not in metrics.names():
+            raise ConfigError(f"unknown metric {name!r}; registered: {', '.join(metrics.names())}")
+        unknown = sorted(set(params) - set(metrics.get(name).params))
+        if unknown:
+            raise ConfigError(f"metric {name!r}: unknown parameter(s) {unknown}; "
+                              f"protocol parameters: {sorted(metrics.get(name).params)}")
+    if config.target not in ("predicted", "label"):
+        raise ConfigError(f"target must be 'predicted' or 'label', got {config.target!r}")
+    for key in ("n_images", "batch_size"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
+    if not any(_datasets_for(m, config) for m in config.models):
+        raise ConfigError("no (model, dataset) pair matches the configuration")
+
+
+def plan(config: RunConfig) -> list[Group]:
+    return [Group(model, dataset, method, tuple(config.metrics))
+            for model in config.models for dataset in _datasets_for(model, config) for method in config.methods]
+
+
+def cell_hash(config: RunConfig, group: Group, metric: str | None) -> str:
+    """What a cell's result depends on; a change of any of it means a new cell, never a stale one."""
+    payload = {"method": config.methods[group.method], "metric": config.metrics.get(metric) if metric else None,
+               "n_images": config.n_images, "seed": config.seed, "target": config.target,
+               "weights": config.weights.get(group.model), "dataset_params": config.dataset_params.get(group.dataset)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _shuffled_twin(entry: zoo.ZooEntry) -> str | None:
+    for name, other in zoo.ENTRIES.items():
+        if other.role == "shuffled-labels" and other.model == entry.model and other.dataset == entry.dataset:
+            return name
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_subject(model_name: str, dataset: str, n_images: int, device: str, target: str,
+                  weights: str | None, dataset_params: str) -> Subject:
+    torch_device = torch.device(device)
+    if model_name in zoo.ENTRIES:
+        trained = zoo.load(model_name)
+        spec, model, accuracy = trained.spec, trained.model, trained.accuracy
+        batch = trained.entry.data("test", max(n_images, trained.entry.n_test)).batch(range(n_images))
+        twin = _shuffled_twin(trained.entry)
+        random_label_model = zoo.load(twin).model.to(torch_device) if twin else None
+    else:
+        spec = get_spec(model_name)
+        model = spec.build(weights=weights)
+        data = get_dataset(dataset, image_size=spec.input_size[0], **json.loads(dataset_params))
+        batch = data.batch(range(min(n_images, len(data))))
+        accuracy, random_label_model = None, None
+    model = model.to(torch_device).eval()
+    x = spec.preprocess(batch.images).to(torch_device)
+    with torch.no_grad():
+        predicted = torch.cat([model(chunk).argmax(1) for chunk in x.split(32)])
+    if target == "label" and (batch.labels < 0).any():
+        raise ConfigError(f"dataset {dataset!r} has no labels: use target = 'predicted'")
+    targets = batch.labels.to(torch_device) if target == "label" else predicted
+    masks = batch.masks.to(torch_device) if batch.masks is not None else None
+    return Subject(model_name, dataset, model, x, batch.images, batch.labels, masks, targets,
+                   spec.randomisation_blocks(model), spec.gradcam_layer, random_label_model, accuracy)
+
+
+def load_subject(config: RunConfig, model: str, dataset: str, device: torch.device) -> Subject:
+    return _load_subject(model, dataset, config.n_images, str(device), config.target, config.weights.get(model),
+                         json.dumps(config.dataset_params.get(dataset, {}), sort_keys=True))
+
+
+def build_method(config: RunConfig, name: str, subject: Subject) -> adapters.Method:
+    """The method with the configuration's parameters, the run's seed, and the spec's Grad-CAM layer."""
+    params: dict[str, Any] = dict(config.methods[name])
+    accepted = adapters.get(name).params
+    if "seed" in accepted and "seed" not in params:
+        params["seed"] = config.seed
+    if "layer" in accepted and params.get("layer") is None and subject.gradcam_layer:
+        params["layer"] = subject.gradcam_layer
+    return adapters.get(name, **params)

@@ -1,0 +1,77 @@
+"""Model specs in the spirit of torchvision's weights API: everything needed to build, feed and
+probe one architecture travels with its builder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import Block, stage_blocks
+from .weights import load_weights
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture.
+
+    ``builder(num_classes)`` returns an untrained model. ``gradcam_layer`` names the module whose
+    output Grad-CAM explains; ``blocks`` (if None, derived from the module tree, see
+    :func:`bench.models.blocks.stage_blocks`) lists the groups of modules that the randomisation
+    checks re-initialise, from the logits down, covering every parameter exactly once.
+    ``torchvision_weights`` names the torchvision weights enum (e.g. ``ResNet18_Weights``) whose
+    members can be loaded from the user's torch cache.
+    """
+
+    name: str
+    builder: Callable[[int], nn.Module]
+    family: str
+    num_classes: int = 1000
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    gradcam_layer: str = ""
+    blocks: tuple[Block, ...] | None = None
+    torchvision_weights: str | None = None
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_overrides(self, **changes: Any) -> "ModelSpec":
+        """A copy with some fields changed (e.g. ``num_classes=4, input_size=(64, 64)`` for the zoo)."""
+        return replace(self, **changes)
+
+    def build(self, weights: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
+        """Build the model in eval mode on ``device``.
+
+        ``weights``: None (random init from ``seed``), a path to a local state-dict file, or the name
+        of a torchvision weights member (``"DEFAULT"``, ``"IMAGENET1K_V1"``) loaded from the torch cache.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.builder(self.num_classes)
+        if weights is not None:
+            load_weights(model, self, weights)
+        return model.eval().to(device)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Images in [0, 1], (N, 3, H, W) -> normalised model input at ``input_size``."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"{self.name} expects RGB images (N, 3, H, W), got shape {tuple(images.shape)}")
+        if tuple(images.shape[-2:]) != tuple(self.input_size):
+            images = nn.functional.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False,
+                                               antialias=True)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    def unpreprocess(self, x: Tensor) -> Tensor:
+        """Inverse of the normalisation: model input -> images in [0, 1] (clamped)."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+    def randomisation_blocks(self, model: nn.Module) -> list[tuple[str, list[str]]]:
+        """Blocks from the logits down as (block name, qualified module names)."""
+        blocks = self.blocks if self.blocks is not None else stage_blocks(model, self.input_size)
+        return [(b.name, list(b.modules)) for b in blocks]

@@ -1,0 +1,89 @@
+"""Read a run directory (``results/<run>/``) into one :class:`Run` object.
+
+The loader is the only place that knows the file names and column lists the runner writes, so
+that every table and figure works on validated frames. Optional files come back as ``None``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS = ["model", "dataset", "method", "metric", "image", "seed", "score", "category", "direction",
+                 "params", "method_params", "status", "error"]
+CURVE_COLUMNS = ["model", "dataset", "method", "metric", "curve", "image", "x", "y"]
+TIMING_COLUMNS = ["model", "method", "batch_size", "device", "median_s", "iqr_s", "images_per_s",
+                  "forward_passes", "backward_passes", "roofline_s", "efficiency", "peak_memory_bytes"]
+CASCADE_METRIC = "model_randomisation_cascading"
+
+# Only these columns may hold "no value"; names such as a model called "NA" must stay strings.
+_NUMERIC = {"score", "x", "y", "median_s", "iqr_s", "images_per_s", "forward_passes", "backward_passes",
+            "roofline_s", "efficiency", "peak_memory_bytes"}
+
+
+@dataclass
+class Run:
+    """Everything a report needs from one run directory."""
+
+    path: Path
+    metadata: dict
+    scores: pd.DataFrame
+    curves: pd.DataFrame | None = None
+    timings: pd.DataFrame | None = None
+    zoo: list[dict] | None = None
+    maps: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Score rows of cells that ran (NaN scores included: they are counted, then skipped)."""
+        return self.scores[self.scores["status"] == "ok"]
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """Rows of cells that failed."""
+        return self.scores[self.scores["status"] != "ok"]
+
+
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in _NUMERIC})
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in _NUMERIC & set(frame.columns):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load ``metadata.json``, ``scores.csv`` and the optional curves, timings, zoo and maps."""
+    path = Path(run_dir)
+    if not (path / "scores.csv").is_file():
+        raise FileNotFoundError(f"{path}: no scores.csv; is this a run directory?")
+    metadata_path = path / "metadata.json"
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+
+    scores = _read_csv(path / "scores.csv", SCORE_COLUMNS)
+    scores["image"] = scores["image"].astype(np.int64)
+    scores["seed"] = scores["seed"].astype(np.int64)
+    scores["status"] = scores["status"].astype(str).str.strip().str.lower()
+
+    curves = None
+    if (path / "curves.csv").is_file():
+        curves = _read_csv(path / "curves.csv", CURVE_COLUMNS)
+        if "label" not in curves.columns:
+            curves["label"] = ""
+        curves["label"] = curves["label"].astype(str)
+        curves["image"] = curves["image"].astype(np.int64)
+
+    timings = None
+    if (path / "timings.csv").is_file():
+        timings = _read_csv(path / "timings.csv", TIMING_COLUMNS)
+        if timings.empty:
+            timings = None
+
+    zoo = json.loads((path / "zoo.json").read_text()) if (path / "zoo.json").is_file() else None
+    maps = sorted((path / "maps").glob("*.pt")) if (path / "maps").is_dir() else []
+    return Run(path=path, metadata=metadata, scores=scores, curves=curves, timings=timings, zoo=zoo, maps=maps)

@@ -1,0 +1,17 @@
+"""pytest-benchmark plugin glue: the run's configuration, and machine info for torch/CUDA/cuDNN."""
+from __future__ import annotations
+
+import torch
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--bench-config", default=None,
+                     help="JSON or TOML run configuration (or a shipped name) that the grid timing reads")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info: dict) -> None:
+    machine_info["torch"] = torch.__version__
+    machine_info["cuda"] = torch.version.cuda
+    machine_info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    machine_info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    machine_info["torch_threads"] = torch.get_num_threads()

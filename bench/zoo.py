@@ -1,0 +1,201 @@
+"""The embedded zoo: architectures trained on the synthetic datasets, cached with their metadata.
+
+``zoo.load("resnet18-synthetic")`` trains on first use (deterministically) and then reuses the
+cached weights while the metadata (entry configuration, data configuration, seed, library
+versions) matches. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from filelock import FileLock
+from torch import Tensor, nn
+
+from .datasets.synthetic import SyntheticShapes
+from .models import get_spec
+from .models.spec import ModelSpec
+from .models.weights import apply_state_dict, load_state_dict_file
+from .train import TrainConfig, accuracy, materialise, train
+
+ZOO_MEAN = (0.5, 0.5, 0.5)
+ZOO_STD = (0.25, 0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One trained model: architecture ``model`` on ``dataset`` ('synthetic' or 'shortcut')."""
+
+    name: str
+    model: str
+    dataset: str = "synthetic"
+    n_train: int = 3000
+    n_test: int = 500
+    image_size: int = 64
+    num_classes: int = 4
+    data_seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    role: str = "classifier"  # or "shuffled-labels" (data randomisation control: chance on held-out data)
+
+    def spec(self) -> ModelSpec:
+        base = get_spec(self.model)
+        return base.with_overrides(num_classes=self.num_classes, input_size=(self.image_size, self.image_size),
+                                   mean=ZOO_MEAN, std=ZOO_STD)
+
+    def data(self, split: str, n: int | None = None, **overrides) -> SyntheticShapes:
+        size = n if n is not None else (self.n_train if split == "train" else self.n_test)
+        return SyntheticShapes(size, image_size=self.image_size, num_classes=self.num_classes, seed=self.data_seed,
+                               split=split, shortcut=self.dataset == "shortcut", **overrides)
+
+    def fingerprint(self) -> str:
+        payload = {"entry": asdict(self), "torch": torch.__version__.split("+")[0], "torchvision": torchvision.__version__.split("+")[0],
+                   "format": 1}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _entries(*entries: ZooEntry) -> dict[str, ZooEntry]:
+    return {e.name: e for e in entries}
+
+
+ENTRIES: dict[str, ZooEntry] = _entries(
+    ZooEntry("small_cnn-synthetic", "small_cnn", train=TrainConfig(epochs=8)),
+    ZooEntry("resnet18-synthetic", "resnet18", train=TrainConfig(epochs=6)),
+    ZooEntry("mobilenet_v3_small-synthetic", "mobilenet_v3_small", train=TrainConfig(epochs=10)),
+    ZooEntry("vgg_slim-synthetic", "vgg_slim", train=TrainConfig(epochs=6)),
+    ZooEntry("small_cnn-shortcut", "small_cnn", dataset="shortcut", n_train=2000, train=TrainConfig(epochs=4)),
+    ZooEntry("small_cnn-synthetic-shuffled", "small_cnn", n_train=500,
+             train=TrainConfig(epochs=40, lr=5e-3, shuffle_labels=True), role="shuffled-labels"),
+)
+
+# Named sets of entries: what `make bench` trains, and what the tests need.
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "default": tuple(ENTRIES),
+    "small": ("small_cnn-synthetic", "small_cnn-shortcut", "small_cnn-synthetic-shuffled"),
+}
+
+
+def cache_dir() -> Path:
+    """``$ATTRIBUTION_BENCH_CACHE`` or ``<project>/.cache`` (or ``~/.cache/attribution-bench``)."""
+    if "ATTRIBUTION_BENCH_CACHE" in os.environ:
+        return Path(os.environ["ATTRIBUTION_BENCH_CACHE"])
+    project = Path(__file__).resolve().parents[1]
+    if (project / "pyproject.toml").is_file() and os.access(project, os.W_OK):
+        return project / ".cache"
+    return Path.home() / ".cache" / "attribution-bench"
+
+
+@dataclass
+class ZooModel:
+    """A trained entry: ``model`` in eval mode on the CPU, with its spec and held-out accuracy."""
+
+    entry: ZooEntry
+    spec: ModelSpec
+    model: nn.Module
+    accuracy: float
+    path: Path
+    metadata: dict
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def gradcam_layer(self) -> str:
+        return self.spec.gradcam_layer
+
+    @property
+    def blocks(self) -> list[tuple[str, list[str]]]:
+        return self.spec.randomisation_blocks(self.model)
+
+    def dataset(self, split: str = "test", n: int | None = None, **overrides) -> SyntheticShapes:
+        return self.entry.data(split, n, **overrides)
+
+    def batch(self, n: int = 16, start: int = 0, split: str = "test", **overrides) -> tuple[Tensor, Tensor, Tensor]:
+        """Held-out ``(x, labels, masks)``: preprocessed (N,3,S,S) float32, (N,) long, (N,1,S,S) bool."""
+        data = self.entry.data(split, max(start + n, self.entry.n_test), **overrides)
+        batch = data.batch(range(start, start + n))
+        return self.spec.preprocess(batch.images), batch.labels, batch.masks
+
+
+def _paths(entry: ZooEntry, root: Path) -> tuple[Path, Path]:
+    stem = root / "zoo" / f"{entry.name}-{entry.fingerprint()}"
+    return stem.with_suffix(".pt"), stem.with_suffix(".json")
+
+
+def _train_entry(entry: ZooEntry, weights_path: Path, meta_path: Path) -> dict:
+    spec = entry.spec()
+    torch.manual_seed(entry.train.seed)
+    start = time.perf_counter()
+    train_x, train_y = materialise(entry.data("train"), spec)
+    model = train(spec, train_x, train_y, entry.train, label=entry.name)
+    seconds = time.perf_counter() - start
+    test_x, test_y = materialise(entry.data("test"), spec)
+    metadata = {
+        "entry": entry.name, "model": entry.model, "dataset": entry.dataset, "role": entry.role,
+        "accuracy": accuracy(model, test_x, test_y), "train_accuracy": accuracy(model, train_x, train_y),
+        "train_seconds": round(seconds, 1), "seed": entry.train.seed, "train_config": asdict(entry.train),
+        "data_config": entry.data("train").config() | {"n_test": entry.n_test},
+        "fingerprint": entry.fingerprint(),
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if entry.dataset == "shortcut":  # the evidence that the model leans on the watermark
+        for variant in ("none", "shifted"):
+            x, y = materialise(entry.data("test", watermark=variant), spec)
+            metadata[f"accuracy_watermark_{variant}"] = accuracy(model, x, y)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights_path)
+    meta_path.write_text(json.dumps(metadata, indent=2))
+    return metadata
+
+
+def get_entry(name: str) -> ZooEntry:
+    if name not in ENTRIES:
+        raise KeyError(f"unknown zoo entry {name!r}; entries: {', '.join(ENTRIES)}")
+    return ENTRIES[name]
+
+
+def load(name: str | ZooEntry, *, root: Path | None = None, train_if_missing: bool = True) -> ZooModel:
+    """Load a zoo entry from the cache, training it first if it is missing or stale."""
+    entry = get_entry(name) if isinstance(name, str) else name
+    root = root or cache_dir()
+    weights_path, meta_path = _paths(entry, root)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(weights_path) + ".lock"):  # concurrent test processes train once
+        if weights_path.is_file() and meta_path.is_file():
+            metadata = json.loads(meta_path.read_text())
+        elif train_if_missing:
+            metadata = _train_entry(entry, weights_path, meta_path)
+        else:
+            raise FileNotFoundError(f"zoo entry {entry.name} is not trained (expected {weights_path}); "
+                                    "run `python -m bench train`")
+    spec = entry.spec()
+    model = spec.build(seed=entry.train.seed)
+    apply_state_dict(model, load_state_dict_file(weights_path), source=str(weights_path), architecture=spec.name)
+    return ZooModel(entry, spec, model.eval(), metadata["accuracy"], weights_path, metadata)
+
+
+def is_cached(name: str, root: Path | None = None) -> bool:
+    weights_path, meta_path = _paths(get_entry(name), root or cache_dir())
+    return weights_path.is_file() and meta_path.is_file()
+
+
+def ensure(config: str = "default", root: Path | None = None) -> list[ZooModel]:
+    """Train (or load) every entry of a zoo configuration."""
+    if config not in CONFIGS:
+        raise KeyError(f"unknown zoo configuration {config!r}; choose from {sorted(CONFIGS)}")
+    return [load(name, root=root) for name in CONFIGS[config]]
+
+
+def table(models: list[ZooModel]) -> list[dict]:
+    """Rows for `bench zoo`: model, dataset, accuracy, path and the rest of the metadata."""
+    return [{"name": m.name, "model": m.entry.model, "dataset": m.entry.dataset, "role": m.entry.role,
+             "accuracy": m.accuracy, "train_accuracy": m.metadata.get("train_accuracy"),
+             "train_seconds": m.metadata.get("train_seconds"), "path": str(m.path),
+             **{k: v for k, v in m.metadata.items() if k.startswith("accuracy_watermark")}} for m in models]

@@ -1,0 +1,101 @@
+"""ROAD's noisy linear imputation, solved for a whole batch on the device.
+
+Each removed pixel equals the weighted mean of its 8 neighbours (edge neighbours 1/6, diagonal 1/12,
+weights renormalised at the image border), jointly over all removed pixels of an image, with the
+channels as independent right-hand sides (Rong et al. 2022, ``road/imputations.py``). The reference
+builds one sparse matrix per image and calls scipy's direct solver on the CPU. Here the same system,
+
+    d_i u_i - sum_{j removed} w_ij u_j = sum_{j kept} w_ij x_j     for every removed pixel i,
+
+(d_i = sum of the weights of i's in-image neighbours) is solved for every (image, channel) at once by
+Jacobi-preconditioned conjugate gradients: the matrix is symmetric (w_ij = w_ji) and positive definite
+whenever each hole touches a kept pixel, and applying it is one 3x3 stencil over the batch. Each
+system stops updating once its relative residual is below ``tol`` (checked every ``check_every``
+iterations), so a row's result never depends on the other rows in its batch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+EDGE_WEIGHT = 1.0 / 6.0
+DIAGONAL_WEIGHT = 1.0 / 12.0
+
+
+def neighbour_sum(values: Tensor) -> Tensor:
+    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image."""
+    m, c, h, w = values.shape
+    kernel = values.new_tensor([[DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT],
+                                [EDGE_WEIGHT, 0.0, EDGE_WEIGHT],
+                                [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]]).view(1, 1, 3, 3)
+    return F.conv2d(values.reshape(m * c, 1, h, w), kernel, padding=1).view(m, c, h, w)
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum((2, 3), keepdim=True)
+
+
+def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: int | None = None,
+                  check_every: int = 8) -> Tensor:
+    """Fill the ``removed`` pixels of ``x`` by ROAD's linear imputation (no noise).
+
+    x: (M, C, H, W) float; removed: (M, 1, H, W) bool. Returns (M, C, H, W), equal to ``x`` where not
+    removed. ``tol`` bounds each system's residual relative to its right-hand side; ``max_iter``
+    defaults to 4 * (H + W), well above what holes of any shape need (CG on this stencil converges in
+    a number of iterations proportional to the hole's diameter).
+    """
+    m_rows, channels, h, w = x.shape
+    mask = removed.to(x.dtype)
+    kept = x * (1 - mask)
+    degree = neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
+    inverse_degree = mask / degree
+
+    def apply(u: Tensor) -> Tensor:
+        # u is zero outside the removed set, so the stencil only sums removed neighbours.
+        return mask * (degree * u - neighbour_sum(u))
+
+    rhs = mask * neighbour_sum(kept)
+    # Start from each image's mean kept colour: closer than zero, so fewer iterations.
+    kept_count = (1 - mask).sum((2, 3), keepdim=True).clamp_min(1)
+    solution = mask * (kept.sum((2, 3), keepdim=True) / kept_count)
+    residual = rhs - apply(solution)
+    preconditioned = residual * inverse_degree
+    direction = preconditioned
+    rz = _dot(residual, preconditioned)
+    threshold = (tol ** 2) * _dot(rhs, rhs)
+    active = _dot(residual, residual) > threshold
+    max_iter = 4 * (h + w) if max_iter is None else max_iter
+    for iteration in range(1, max_iter + 1):
+        applied = apply(direction)
+        curvature = _dot(direction, applied)
+        alpha = torch.where(active & (curvature > 0), rz / curvature.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+        solution = solution + alpha * direction
+        residual = residual - alpha * applied
+        preconditioned = residual * inverse_degree
+        rz_next = _dot(residual, preconditioned)
+        beta = torch.where(active & (rz > 0), rz_next / rz.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+        direction = torch.where(active, preconditioned + beta * direction, direction)
+        rz = torch.where(active, rz_next, rz)
+        if iteration % check_every == 0:
+            active = active & (_dot(residual, residual) > threshold)
+            if not bool(active.any()):  # one host sync every check_every iterations
+                break
+    return kept + mask * solution
+
+
+def noisy_linear_impute(x: Tensor, removed: Tensor, noise: Tensor, *, tol: float = 1e-6,
+                        max_iter: int | None = None) -> Tensor:
+    """:func:`linear_impute` plus ``noise`` (broadcastable to ``x``) on the removed pixels only."""
+    filled = linear_impute(x, removed, tol=tol, max_iter=max_iter)
+    return filled + removed.to(x.dtype) * noise
+
+
+def imputation_noise(n_fractions: int, shape: tuple[int, int, int], std: float, seed: int,
+                     device: torch.device | str) -> Tensor:
+    """N(0, std^2) noise (n_fractions, C, H, W), one field per removal fraction, from ``seed``.
+
+    The same field serves every image, so an image's imputation never depends on its batch.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return (std * torch.randn((n_fractions, *shape), generator=generator)).to(device)

@@ -1,0 +1,85 @@
+"""The embedded zoo: deterministic training, cache reuse, accuracy, the shortcut's collapse."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bench import zoo
+from bench.cli import main
+from bench.train import TrainConfig
+
+TINY = zoo.ZooEntry("small_cnn-synthetic", "small_cnn", n_train=96, n_test=32, train=TrainConfig(epochs=1, batch_size=32))
+
+
+def test_tiny_entry_trains_in_seconds_and_the_cache_is_reused(tmp_path, monkeypatch) -> None:
+    first = zoo.load(TINY, root=tmp_path)
+    assert first.path.is_file() and first.path.with_suffix(".json").is_file()
+    assert first.metadata["seed"] == 0 and first.metadata["data_config"]["n"] == 96
+    assert "torch" in first.metadata["versions"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached entry was trained again")
+
+    monkeypatch.setattr(zoo, "_train_entry", no_training)
+    second = zoo.load(TINY, root=tmp_path)
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[key], value)
+    assert second.accuracy == first.accuracy
+    # Changed metadata (here the seed) means a different cache file: never a stale model.
+    with pytest.raises(AssertionError, match="trained again"):
+        zoo.load(replace(TINY, train=replace(TINY.train, seed=1)), root=tmp_path)
+
+
+def test_training_is_deterministic(tmp_path) -> None:
+    a = zoo.load(TINY, root=tmp_path / "a")
+    b = zoo.load(TINY, root=tmp_path / "b")
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[key], value), key
+
+
+def test_not_trained_and_not_allowed_to_train_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="is not trained"):
+        zoo.load(TINY, root=tmp_path, train_if_missing=False)
+
+
+def test_unknown_entry_and_config_name_the_problem() -> None:
+    with pytest.raises(KeyError, match="unknown zoo entry 'alexnet-synthetic'"):
+        zoo.load("alexnet-synthetic")
+    with pytest.raises(KeyError, match="unknown zoo configuration 'huge'"):
+        zoo.ensure("huge")
+
+
+@pytest.mark.slow
+def test_small_zoo_classifiers_reach_95_percent(zoo_small_cnn) -> None:
+    assert zoo_small_cnn.accuracy >= 0.95
+    x, y, masks = zoo_small_cnn.batch(n=8)
+    assert x.shape == (8, 3, 64, 64) and masks.shape == (8, 1, 64, 64)
+    with torch.no_grad():
+        assert (zoo_small_cnn.model(x).argmax(1) == y).float().mean() >= 0.75
+
+
+@pytest.mark.slow
+def test_shortcut_model_leans_on_the_watermark(zoo_shortcut) -> None:
+    meta = zoo_shortcut.metadata
+    assert zoo_shortcut.accuracy >= 0.95
+    # Removing the watermark leaves the model at chance; moving it to the next class's corner
+    # makes it predict that class.
+    assert meta["accuracy_watermark_none"] < 0.5
+    assert meta["accuracy_watermark_shifted"] < 0.1
+    x, y, _ = zoo_shortcut.batch(n=16, watermark="shifted")
+    with torch.no_grad():
+        predicted = zoo_shortcut.model(x).argmax(1)
+    assert (predicted == (y + 1) % 4).float().mean() > 0.9
+
+
+@pytest.mark.slow
+def test_cli_zoo_json_lists_the_entries(capsys, zoo_small_cnn, zoo_shortcut) -> None:
+    assert main(["zoo", "--config", "small", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {row["name"] for row in rows}
+    assert {"small_cnn-synthetic", "small_cnn-shortcut"} <= names
+    for row in rows:
+        assert {"model", "dataset", "accuracy", "path"} <= set(row)

@@ -1,0 +1,31 @@
+"""Shared fixtures. The embedded zoo is trained once per cache (``.cache/`` in the project)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("BENCH_PROGRESS", "off")
+
+
+@pytest.fixture(scope="session")
+def zoo_small_cnn():
+    from bench import zoo
+
+    return zoo.load("small_cnn-synthetic")
+
+
+@pytest.fixture(scope="session")
+def zoo_shortcut():
+    from bench import zoo
+
+    return zoo.load("small_cnn-shortcut")
+
+
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    # Same numbers whatever else runs on the machine: pin intra-op threads for the test.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
