@@ -64,14 +64,14 @@ def _error_payload(group: Group, metric: str, error: BaseException, seed: int) -
 
 def _attribute(method, subject: Subject, batch_size: int) -> Tensor:
     """Attributions for all images, in batches; halve the batch on out-of-memory (three tries)."""
+    if method.needs_mask and subject.masks is None:
+        raise ValueError(f"method {method.name!r} needs ground-truth masks; dataset {subject.dataset!r} has none")
     for _ in range(4):
         try:
             maps = []
             for start in range(0, len(subject.x), batch_size):
                 part = slice(start, start + batch_size)
-                kwargs = {"mask": subject.masks[part]} if getattr(method, "needs_mask", False) else {}
-                if getattr(method, "needs_mask", False) and subject.masks is None:
-                    raise ValueError(f"method {method.name!r} needs ground-truth masks; dataset {subject.dataset!r} has none")
+                kwargs = {"mask": subject.masks[part]} if method.needs_mask else {}
                 maps.append(method.attribute(subject.model, subject.x[part], subject.targets[part], **kwargs))
             return torch.cat(maps)
         except Exception as error:

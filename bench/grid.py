@@ -56,7 +56,8 @@ def _datasets_for(model: str, config: RunConfig) -> list[str]:
     if model in zoo.ENTRIES:
         own = zoo.ENTRIES[model].dataset
         return [own] if ("auto" in config.datasets or own in config.datasets) else []
-    return ["skimage"] if config.datasets == ["auto"] else [d for d in config.datasets if d not in ("synthetic", "shortcut", "auto")]
+    # A model spec (no zoo training) runs on the photographs by default, or on any dataset named.
+    return ["skimage"] if config.datasets == ["auto"] else [d for d in config.datasets if d != "auto"]
 
 
 def validate(config: RunConfig) -> None:

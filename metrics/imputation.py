@@ -24,12 +24,17 @@ DIAGONAL_WEIGHT = 1.0 / 12.0
 
 
 def neighbour_sum(values: Tensor) -> Tensor:
-    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image."""
-    m, c, h, w = values.shape
+    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image.
+
+    A depthwise 3x3 convolution. The solver calls it on all systems at once as (1, M*C, H, W) in
+    channels-last layout, where oneDNN's depthwise kernel is an order of magnitude faster on the CPU
+    than the same stencil over (M*C, 1, H, W).
+    """
+    channels = values.shape[1]
     kernel = values.new_tensor([[DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT],
                                 [EDGE_WEIGHT, 0.0, EDGE_WEIGHT],
-                                [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]]).view(1, 1, 3, 3)
-    return F.conv2d(values.reshape(m * c, 1, h, w), kernel, padding=1).view(m, c, h, w)
+                                [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]])
+    return F.conv2d(values, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -46,17 +51,27 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
     a number of iterations proportional to the hole's diameter).
     """
     m_rows, channels, h, w = x.shape
-    mask = removed.to(x.dtype)
-    kept = x * (1 - mask)
+    # Every (image, channel) is one system: lay them out as the channels of one image, channels-last,
+    # so that per-system scalars broadcast along the contiguous axis and the stencil is one
+    # depthwise convolution over all systems.
+    layout = torch.channels_last
+
+    def systems(t: Tensor) -> Tensor:
+        return t.expand(m_rows, channels, h, w).reshape(1, m_rows * channels, h, w).contiguous(memory_format=layout)
+
+    values = systems(x)
+    mask = systems(removed.to(x.dtype))
+    kept = values * (1 - mask)
     degree = neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
-    inverse_degree = mask / degree
+    mask_degree = systems(degree) * mask
+    inverse_degree = mask / mask_degree.clamp_min(1e-12)  # 0 outside the removed pixels
 
     def apply(u: Tensor) -> Tensor:
         # u is zero outside the removed set, so the stencil only sums removed neighbours.
-        return mask * (degree * u - neighbour_sum(u))
+        return mask_degree * u - mask * neighbour_sum(u)
 
     rhs = mask * neighbour_sum(kept)
-    # Start from each image's mean kept colour: closer than zero, so fewer iterations.
+    # Start from each system's mean kept value: closer than zero, so fewer iterations.
     kept_count = (1 - mask).sum((2, 3), keepdim=True).clamp_min(1)
     solution = mask * (kept.sum((2, 3), keepdim=True) / kept_count)
     residual = rhs - apply(solution)
@@ -65,23 +80,25 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
     rz = _dot(residual, preconditioned)
     threshold = (tol ** 2) * _dot(rhs, rhs)
     active = _dot(residual, residual) > threshold
+    tiny = torch.finfo(x.dtype).tiny
     max_iter = 4 * (h + w) if max_iter is None else max_iter
     for iteration in range(1, max_iter + 1):
         applied = apply(direction)
         curvature = _dot(direction, applied)
-        alpha = torch.where(active & (curvature > 0), rz / curvature.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+        alpha = torch.where(active & (curvature > 0), rz / curvature.clamp_min(tiny), 0.0)
         solution = solution + alpha * direction
         residual = residual - alpha * applied
         preconditioned = residual * inverse_degree
         rz_next = _dot(residual, preconditioned)
-        beta = torch.where(active & (rz > 0), rz_next / rz.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+        beta = torch.where(active & (rz > 0), rz_next / rz.clamp_min(tiny), 0.0)
         direction = torch.where(active, preconditioned + beta * direction, direction)
         rz = torch.where(active, rz_next, rz)
         if iteration % check_every == 0:
             active = active & (_dot(residual, residual) > threshold)
             if not bool(active.any()):  # one host sync every check_every iterations
                 break
-    return kept + mask * solution
+    filled = kept + mask * solution
+    return filled.contiguous().view(m_rows, channels, h, w)
 
 
 def noisy_linear_impute(x: Tensor, removed: Tensor, noise: Tensor, *, tol: float = 1e-6,

@@ -62,6 +62,26 @@ class RowResult:
     backend: str
 
 
+class ProjectedSGD:
+    """torch.optim.SGD's momentum update (the first step takes the gradient as the buffer), then
+    the projection onto [0, 1]; the projection does not reset the buffer. In place, on any shape."""
+
+    def __init__(self, lr: float, momentum: float, dampening: float) -> None:
+        self.lr, self.momentum, self.dampening = lr, momentum, dampening
+        self.buffer: Tensor | None = None
+
+    @torch.no_grad()
+    def step(self, params: Tensor, grad: Tensor) -> None:
+        """params <- clamp(params - lr * buffer, 0, 1) for the gradient ``grad`` of the loss."""
+        if self.momentum == 0:  # torch.optim.SGD keeps no buffer then
+            self.buffer = grad
+        elif self.buffer is None:
+            self.buffer = grad.clone()
+        else:
+            self.buffer.mul_(self.momentum).add_(grad, alpha=1 - self.dampening)
+        params.add_(self.buffer, alpha=-self.lr).clamp_(0, 1)
+
+
 def perturbed_inputs(pyramid: Tensor, image: Tensor, mask: Tensor, variant: str) -> Tensor:
     """Model inputs for masks (R, 1, H, W): (R, C, H, W), or (2R, C, H, W) for ``dual`` (preserve rows first)."""
     if variant == "preserve":
@@ -88,12 +108,7 @@ def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tens
     sampled = settings.sampled_iterations()
     weights = settings.penalty_weights()
     device, dtype = pyramid.device, pyramid.dtype
-    history = ExtremalHistory(
-        iterations=torch.tensor(sampled, device=device),
-        reward=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
-        residual=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
-        penalty=torch.tensor([weights[t] for t in sampled], dtype=dtype, device=device),
-    )
+    history = new_history(sampled, weights, rows, dtype, device)
     masks = pyramid.new_empty(rows, 1, height, width)
     params = pyramid.new_empty(rows, 1, *geometry.shape_in)
     for start in range(0, rows, chunk_rows):
@@ -104,6 +119,24 @@ def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tens
     return RowResult(masks=masks, params=params, history=history, backend=generator.backend.resolved or "eager")
 
 
+@torch.no_grad()
+def record(history: ExtremalHistory, index: int, chunk: slice, reward: Tensor, residual: Tensor) -> None:
+    """Write one sample of the history on the device (no host synchronisation)."""
+    history.reward[index, chunk] = reward
+    history.residual[index, chunk] = residual
+
+
+def new_history(sampled: list[int], weights: list[float], rows: int, dtype: torch.dtype,
+                device: torch.device) -> ExtremalHistory:
+    """Preallocated history for ``rows`` rows sampled at iterations ``sampled``."""
+    return ExtremalHistory(
+        iterations=torch.tensor(sampled, device=device),
+        reward=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
+        residual=torch.zeros(len(sampled), rows, dtype=dtype, device=device),
+        penalty=torch.tensor([weights[t] for t in sampled], dtype=dtype, device=device),
+    )
+
+
 def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tensor, areas: list[float],
                     settings: ExtremalSettings, generator: MaskGenerator, weights: list[float], sampled: list[int],
                     history: ExtremalHistory, chunk: slice, callback: StepCallback | None) -> tuple[Tensor, Tensor]:
@@ -111,7 +144,7 @@ def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Te
     geometry = generator.geometry
     reference = area_reference(areas, geometry.padded_pixels, pyramid.dtype, pyramid.device)
     params = pyramid.new_ones(rows, 1, *geometry.shape_in).requires_grad_(True)
-    momentum: Tensor | None = None
+    sgd = ProjectedSGD(settings.lr, settings.momentum, settings.dampening)
     slot = {t: i for i, t in enumerate(sampled)}
     cropped = pyramid.new_empty(0)
     for t in range(settings.iterations):
@@ -123,17 +156,9 @@ def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Te
         residual = area_residual(padded, reference)
         energy = reward - weights[t] * residual
         (grad,) = torch.autograd.grad(-energy.sum(), params)
-        with torch.no_grad():
-            # torch.optim.SGD's update (the first step takes the gradient as the buffer), then the
-            # projection onto [0, 1]; the buffer is not reset by the projection.
-            if momentum is None:
-                momentum = grad.clone()
-            else:
-                momentum.mul_(settings.momentum).add_(grad, alpha=1 - settings.dampening)
-            params.add_(momentum, alpha=-settings.lr).clamp_(0, 1)
-            if t in slot:
-                history.reward[slot[t], chunk] = reward
-                history.residual[slot[t], chunk] = residual
+        sgd.step(params, grad)
+        if t in slot:
+            record(history, slot[t], chunk, reward, residual)
         if callback is not None:
             callback(t, chunk, params.detach())
     return cropped.detach(), params.detach()

@@ -71,11 +71,13 @@ def _eager_backward(u: Tensor, weights: Tensor, m: Tensor, _den: Tensor | None, 
     for r in range(u.shape[0]):
         ur = u[r].unsqueeze(1)
         for start in range(0, phases, block):
-            w = weights[:, start:start + block]
+            w = weights[:, start:start + block]  # (J, b, 1)
             v = w * ur
             s = torch.softmax(COLDNESS * v, dim=0)
-            grad_v = s * (1 + COLDNESS * (v - m[r, start:start + block])) * grad[r, start:start + block]
-            grad_u[r] += (grad_v * w).sum(dim=1)
+            # s (1 + c (v - m)) g, in place to keep to one temporary of the candidate tensor's size.
+            t = v.sub_(m[r, start:start + block]).mul_(COLDNESS).add_(1).mul_(s).mul_(grad[r, start:start + block])
+            # sum over the phases of W[j, p] t[j, p, i]: a batched (1 x b) @ (b x M) product per candidate.
+            grad_u[r] += torch.bmm(w.transpose(1, 2), t).squeeze(1)
     return grad_u
 
 

@@ -1,0 +1,28 @@
+"""Shared figure plumbing: headless backend, one style, and saving that always closes the figure
+(a report draws dozens of figures; open ones would pile up in memory)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: reports are built headless, often on a server
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+DPI = 110
+
+
+def style(name: str = "whitegrid") -> None:
+    """Seaborn's theme for the next figure (heatmaps and image grids want no grid lines)."""
+    sns.set_theme(style=name, context="paper")
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write a PNG without a timestamp in its metadata (rebuilds give identical files) and close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path

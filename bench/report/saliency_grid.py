@@ -1,0 +1,104 @@
+"""Saliency grids: for each architecture, rows = images, columns = the image and one map per method.
+
+Maps are stored by the runner in ``maps/<model>__<dataset>__<method>.pt``. Each map is shown as
+its absolute value scaled by its own 99th percentile (so one hot pixel does not wash out the rest,
+and methods with different units can sit side by side), over the image with transparency; the
+ground-truth mask, when there is one, is outlined on the image column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cells import slug
+from .plotting import plt, save, style
+
+MAX_IMAGES = 6
+ALPHA = 0.55
+CMAP = "jet"
+
+
+@dataclass
+class StoredMaps:
+    model: str
+    dataset: str
+    method: str
+    images: np.ndarray  # (K, H, W, 3) in [0, 1]
+    maps: np.ndarray  # (K, H, W)
+    labels: np.ndarray
+    targets: np.ndarray
+    masks: np.ndarray | None  # (K, H, W) bool
+
+
+def read_maps(path: Path) -> StoredMaps:
+    """Load one ``maps/*.pt`` file; the model, dataset and method come from its name."""
+    import torch  # only reports with stored maps pay for importing torch
+
+    parts = path.stem.split("__")
+    if len(parts) != 3:
+        raise ValueError(f"{path.name}: expected <model>__<dataset>__<method>.pt")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    masks = data.get("masks")
+    return StoredMaps(
+        model=parts[0], dataset=parts[1], method=parts[2],
+        images=data["images"].float().clamp(0, 1).permute(0, 2, 3, 1).numpy(),
+        maps=data["maps"].float()[:, 0].numpy(),
+        labels=data["labels"].numpy(), targets=data["targets"].numpy(),
+        masks=None if masks is None else masks[:, 0].bool().numpy())
+
+
+def display_map(saliency: np.ndarray) -> np.ndarray:
+    """|map| / its 99th percentile, clipped to [0, 1]; a constant-zero map stays zero."""
+    magnitude = np.abs(np.nan_to_num(saliency))
+    scale = np.percentile(magnitude, 99)
+    if scale <= 0:
+        scale = magnitude.max()
+    return np.clip(magnitude / scale, 0, 1) if scale > 0 else magnitude
+
+
+def plot_grid(stored: list[StoredMaps], title: str, path: Path, methods: list[str] | None = None,
+              max_images: int = MAX_IMAGES) -> Path:
+    """One architecture's grid; ``methods`` fixes the column order (default: as given)."""
+    by_method = {s.method: s for s in stored}
+    order = [m for m in (methods or []) if m in by_method] + [m for m in by_method if m not in (methods or [])]
+    first = by_method[order[0]]
+    rows = min(max_images, *(by_method[m].maps.shape[0] for m in order))
+    cols = 1 + len(order)
+    style("white")
+    # Fixed spacing instead of tight_layout: the panels have no ticks, and layout passes are slow.
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols + 0.5, 1.5 * rows + 0.6), squeeze=False,
+                             gridspec_kw={"wspace": 0.05, "hspace": 0.08})
+    for r in range(rows):
+        image_ax = axes[r, 0]
+        image_ax.imshow(first.images[r])
+        if first.masks is not None and first.masks[r].any():
+            image_ax.contour(first.masks[r].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
+        image_ax.set_ylabel(f"label {first.labels[r]}\ntarget {first.targets[r]}", fontsize=7)
+        for c, method in enumerate(order, start=1):
+            ax = axes[r, c]
+            ax.imshow(by_method[method].images[r].mean(axis=-1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(display_map(by_method[method].maps[r]), cmap=CMAP, vmin=0, vmax=1, alpha=ALPHA)
+    for c, name in enumerate(["image", *order]):
+        axes[0, c].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def plot_saliency_grids(paths: list[Path], labels: dict[tuple[str, str], str], methods: list[str],
+                        directory: Path) -> list[tuple[str, Path]]:
+    """One grid per architecture found in ``paths``: (architecture label, figure path)."""
+    groups: dict[tuple[str, str], list[StoredMaps]] = {}
+    for path in paths:
+        stored = read_maps(path)
+        groups.setdefault((stored.model, stored.dataset), []).append(stored)
+    written = []
+    for (model, dataset), stored in groups.items():
+        label = labels.get((model, dataset), f"{model} / {dataset}")
+        title = f"{label}: maps over images (|map| / 99th percentile)"
+        written.append((label, plot_grid(stored, title, directory / f"saliency_{slug(model, dataset)}.png", methods)))
+    return written

@@ -1,0 +1,105 @@
+"""The report's tables as frames of strings (method x architecture, ranks, failures, counts)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import formatting as fmt
+from .analysis import Analysis
+from .ranking import OVERALL, ranked_metrics
+from .speed import best_timings, speed_matrix
+
+ERROR_CELL = "error"
+NO_SCORE_CELL = "no score"
+
+
+def _architecture_order(analysis: Analysis) -> list[str]:
+    return [st.architecture.label for st in analysis.stats]
+
+
+def metric_table(analysis: Analysis, metric: str) -> pd.DataFrame:
+    """method x architecture: ``mean [low, high]``, with ``(k/n)`` when only k of the architecture's
+    n images have a score, ``error`` for a failed cell and ``no score`` when nothing could be scored."""
+    totals = {st.architecture.label: len(st.images) for st in analysis.stats}
+    cells = analysis.cells[analysis.cells["metric"] == metric]
+    table = pd.DataFrame(index=pd.Index([m for m in analysis.methods if m in set(cells["method"])], name="method"),
+                         columns=[a for a in _architecture_order(analysis) if a in set(cells["architecture"])],
+                         dtype=object)
+    for row in cells.itertuples(index=False):
+        if row.n_rows == 0:
+            text = ERROR_CELL
+        elif row.n_images == 0:
+            text = NO_SCORE_CELL
+        else:
+            text = fmt.with_interval(row.mean, row.ci_low, row.ci_high)
+            if row.n_images < totals[row.architecture]:
+                text += f" ({row.n_images}/{totals[row.architecture]})"
+        table.at[row.method, row.architecture] = text
+    return table.fillna(fmt.NO_VALUE)
+
+
+def rank_table_text(analysis: Analysis, architecture: str) -> pd.DataFrame:
+    """Ranks with intervals, best overall first; columns: overall mean rank, then each metric."""
+    ranks = analysis.rankings[architecture]
+    columns = [OVERALL, *ranked_metrics(ranks)]
+    text = pd.DataFrame(index=ranks.index, columns=["mean rank (overall)" if c == OVERALL else c for c in columns],
+                        dtype=object)
+    for name, title in zip(columns, text.columns):
+        text[title] = [fmt.rank(v, lo, hi) for v, lo, hi in
+                       zip(ranks[name], ranks[f"{name}_low"], ranks[f"{name}_high"])]
+    return text
+
+
+def agreement_table(analysis: Analysis) -> pd.DataFrame:
+    return analysis.agreement.map(lambda v: fmt.NO_VALUE if pd.isna(v) else f"{v:.2f}")
+
+
+def speed_table(analysis: Analysis, value: str) -> pd.DataFrame:
+    """method x model: best images/s or the efficiency at that batch size."""
+    timings = analysis.run.timings
+    models = list(dict.fromkeys(analysis.run.scores["model"]))
+    wide = speed_matrix(timings, value, analysis.methods, models)
+    formatter = fmt.throughput if value == "images_per_s" else fmt.number
+    return wide.map(lambda v: formatter(float(v))).rename_axis(index="method", columns=None)
+
+
+def timing_details(analysis: Analysis) -> pd.DataFrame:
+    """Every timed (model, method, batch size) row, as measured."""
+    t = analysis.run.timings.sort_values(["model", "method", "batch_size"], kind="stable")
+    best = best_timings(t).set_index(["model", "method"])["batch_size"]
+    return pd.DataFrame({
+        "model": t["model"], "method": t["method"],
+        "batch": [f"{int(b)}{' *' if best.get((m, me)) == b else ''}"
+                  for m, me, b in zip(t["model"], t["method"], t["batch_size"])],
+        "device": t["device"],
+        "median (ms/batch)": [fmt.number(1000 * v) for v in t["median_s"]],
+        "IQR (ms)": [fmt.number(1000 * v) for v in t["iqr_s"]],
+        "images/s": [fmt.throughput(v) for v in t["images_per_s"]],
+        "passes fwd/bwd per image": [f"{fmt.number(f)}/{fmt.number(b)}"
+                                     for f, b in zip(t["forward_passes"], t["backward_passes"])],
+        "roofline (ms/batch)": [fmt.number(1000 * v) for v in t["roofline_s"]],
+        "efficiency": [fmt.number(v) for v in t["efficiency"]],
+        "peak memory": [fmt.size_bytes(v) for v in t["peak_memory_bytes"]],
+    })
+
+
+def error_table(analysis: Analysis) -> pd.DataFrame:
+    """One row per failed cell (model, dataset, method, metric, seed) with its message."""
+    errors = analysis.run.errors
+    frame = errors[["model", "dataset", "method", "metric", "seed", "error"]].drop_duplicates()
+    return frame.assign(error=frame["error"].astype(str).str.strip()).reset_index(drop=True)
+
+
+def missing_table(analysis: Analysis) -> pd.DataFrame:
+    """Cells that ran but have NaN scores: how many rows were skipped out of how many."""
+    cells = analysis.cells[analysis.cells["n_nan"] > 0]
+    return pd.DataFrame({
+        "architecture": cells["architecture"], "method": cells["method"], "metric": cells["metric"],
+        "NaN scores (skipped)": cells["n_nan"], "score rows": cells["n_rows"],
+        "images with a score": cells["n_images"]}).reset_index(drop=True)
+
+
+def zoo_table(zoo: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(zoo)
+    columns = [c for c in ["name", "model", "dataset", "accuracy"] if c in frame.columns]
+    frame = frame[columns + [c for c in frame.columns if c not in columns]]
+    return frame.map(lambda v: fmt.number(v) if isinstance(v, float) else fmt.NO_VALUE if v is None else str(v))

@@ -1,0 +1,80 @@
+"""The grid runner end to end on a random-init small CNN: tidy results, resume, error rows, timing."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench import cells as cells_module
+from bench.config import from_dict
+from bench.runner import run
+
+
+def _config(tmp_path, **changes):
+    data = {"name": "t", "models": ["small_cnn"], "datasets": ["synthetic"], "n_images": 4, "batch_size": 3,
+            "device": "cpu", "seed": 3, "output": str(tmp_path), "report": False,
+            "methods": {"saliency": {}, "random": {}, "oracle": {}},
+            "metrics": {"deletion": {"n_steps": 4}, "pointing_game": {}},
+            "timing": {"enabled": False}}
+    data.update(changes)
+    return from_dict(data)
+
+
+def test_run_writes_tidy_scores_and_resumes_without_recomputing(tmp_path, monkeypatch) -> None:
+    config = _config(tmp_path)
+    run_dir = run(config, echo=lambda *_: None)
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert set(scores.method) == {"saliency", "random", "oracle"} and set(scores.metric) == {"deletion", "pointing_game"}
+    assert len(scores) == 3 * 2 * 4 and (scores.status == "ok").all()
+    assert set(scores.image) == {0, 1, 2, 3} and set(scores.seed) == {3}
+    assert json.loads(scores.params[scores.metric == "deletion"].iloc[0])["n_steps"] == 4
+    curves = pd.read_csv(run_dir / "curves.csv")
+    assert set(curves.metric) == {"deletion"} and curves.x.min() == 0 and curves.x.max() == 1
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["config"]["seed"] == 3 and "torch" in meta["versions"] and meta["cells"]["computed"] == 6
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(cells_module, "run_metric", forbidden)
+    again = run(config, echo=lambda *_: None)
+    assert json.loads((again / "metadata.json").read_text())["cells"]["reused"] == 6
+    pd.testing.assert_frame_equal(pd.read_csv(again / "scores.csv"), scores)
+
+
+def test_scores_do_not_depend_on_the_batch_size(tmp_path) -> None:
+    a = run(_config(tmp_path / "a", batch_size=1), echo=lambda *_: None)
+    b = run(_config(tmp_path / "b", batch_size=4), echo=lambda *_: None)
+    sa, sb = pd.read_csv(a / "scores.csv"), pd.read_csv(b / "scores.csv")
+    pd.testing.assert_series_equal(sa.score, sb.score)
+
+
+def test_a_failing_cell_becomes_an_error_row_and_the_run_goes_on(tmp_path) -> None:
+    config = _config(tmp_path, datasets=["skimage"], dataset_params={"skimage": {"names": ["astronaut", "coffee"]}},
+                     n_images=2)
+    run_dir = run(config, echo=lambda *_: None)
+    scores = pd.read_csv(run_dir / "scores.csv", keep_default_na=False)
+    errors = scores[scores.status == "error"]
+    # No masks on photographs: the oracle and the pointing game cannot run; the rest did.
+    assert set(errors.method[errors.metric == "deletion"]) == {"oracle"}
+    assert "mask" in errors.error.iloc[0]
+    assert set(errors.metric) == {"deletion", "pointing_game"}
+    ok = scores[scores.status == "ok"]
+    assert set(ok.method) == {"saliency", "random"} and set(ok.metric) == {"deletion"}
+
+
+@pytest.mark.slow
+def test_timing_cells_are_measured_with_pytest_benchmark(tmp_path) -> None:
+    config = _config(tmp_path, methods={"saliency": {}}, metrics={"deletion": {"n_steps": 4}},
+                     timing={"enabled": True, "batch_sizes": [2], "rounds": 2, "warmup_rounds": 1})
+    run_dir = run(config, echo=lambda *_: None)
+    bench = json.loads((run_dir / "benchmark.json").read_text())
+    assert len(bench["benchmarks"]) == 1
+    info = bench["benchmarks"][0]["extra_info"]
+    assert info["method"] == "saliency" and info["batch_size"] == 2 and info["forward_passes"] == 1
+    assert info["efficiency"] > 0 and info["images_per_s"] > 0 and info["device"] == "cpu"
+    assert bench["benchmarks"][0]["stats"]["rounds"] == 2
+    assert "torch" in bench["machine_info"] and "cudnn" in bench["machine_info"]
+    timings = pd.read_csv(run_dir / "timings.csv")
+    assert timings.loc[0, "model"] == "small_cnn" and timings.loc[0, "roofline_s"] > 0
