@@ -135,6 +135,29 @@ def _compare(args: argparse.Namespace) -> int:
                            "--columns=median,iqr,rounds", *map(str, files)]).returncode
 
 
+def _filters_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="zoo entry (e.g. small_cnn-synthetic, trained on first use) or registered "
+                                      "model name (random init unless --weights)")
+    parser.add_argument("--layer", help="module name, e.g. features.5 (default: the model's Grad-CAM layer)")
+    parser.add_argument("--filters", help="comma-separated channel indices (default: the most active on the images)")
+    parser.add_argument("--n-filters", dest="n_filters", type=int, default=8, help="how many, without --filters")
+    parser.add_argument("--weights", help="registered model only: state-dict path or torchvision weights name")
+    parser.add_argument("--n-images", dest="n_images", type=int, default=4, help="images whose activations are shown")
+    parser.add_argument("--steps", type=int, default=128, help="gradient-ascent steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--out", help="PNG path (default results/filters/MODEL.png)")
+
+
+@command("filters", "visualise filters of a layer (gradient ascent) and their activation maps on images",
+         _filters_arguments)
+def _filters(args: argparse.Namespace) -> int:
+    from .filters.command import run
+
+    print(run(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Attribution-method benchmarking harness")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -23,18 +23,24 @@ EDGE_WEIGHT = 1.0 / 6.0
 DIAGONAL_WEIGHT = 1.0 / 12.0
 
 
-def neighbour_sum(values: Tensor) -> Tensor:
-    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image.
+def _stencil(values: Tensor, scale: float = 1.0) -> Tensor:
+    """``scale`` times the weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W),
+    zero outside the image: one depthwise 3x3 convolution.
 
-    A depthwise 3x3 convolution. The solver calls it on all systems at once as (1, M*C, H, W) in
-    channels-last layout, where oneDNN's depthwise kernel is an order of magnitude faster on the CPU
-    than the same stencil over (M*C, 1, H, W).
+    The solver calls it on all systems at once as (1, M*C, H, W) in channels-last layout, where
+    oneDNN's depthwise kernel is an order of magnitude faster on the CPU than the same stencil over
+    (M*C, 1, H, W).
     """
     channels = values.shape[1]
-    kernel = values.new_tensor([[DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT],
-                                [EDGE_WEIGHT, 0.0, EDGE_WEIGHT],
-                                [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]])
+    kernel = scale * values.new_tensor([[DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT],
+                                        [EDGE_WEIGHT, 0.0, EDGE_WEIGHT],
+                                        [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]])
     return F.conv2d(values, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
+
+
+def neighbour_sum(values: Tensor) -> Tensor:
+    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image."""
+    return _stencil(values)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -46,9 +52,9 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
     """Fill the ``removed`` pixels of ``x`` by ROAD's linear imputation (no noise).
 
     x: (M, C, H, W) float; removed: (M, 1, H, W) bool. Returns (M, C, H, W), equal to ``x`` where not
-    removed. ``tol`` bounds each system's residual relative to its right-hand side; ``max_iter``
-    defaults to 4 * (H + W), well above what holes of any shape need (CG on this stencil converges in
-    a number of iterations proportional to the hole's diameter).
+    removed. ``tol`` bounds each system's (preconditioned) residual relative to its right-hand side;
+    ``max_iter`` defaults to 4 * (H + W), well above what holes of any shape need (CG on this stencil
+    converges in a number of iterations proportional to the hole's diameter).
     """
     m_rows, channels, h, w = x.shape
     # Every (image, channel) is one system: lay them out as the channels of one image, channels-last,
@@ -59,45 +65,62 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
     def systems(t: Tensor) -> Tensor:
         return t.expand(m_rows, channels, h, w).reshape(1, m_rows * channels, h, w).contiguous(memory_format=layout)
 
-    values = systems(x)
     mask = systems(removed.to(x.dtype))
-    kept = values * (1 - mask)
-    degree = neighbour_sum(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))
-    mask_degree = systems(degree) * mask
-    inverse_degree = mask / mask_degree.clamp_min(1e-12)  # 0 outside the removed pixels
+    kept = systems(x) * (1 - mask)
+    degree = systems(_stencil(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)))
+    inverse_degree = mask / degree  # the Jacobi preconditioner, and 0 outside the removed pixels
 
-    def apply(u: Tensor) -> Tensor:
-        # u is zero outside the removed set, so the stencil only sums removed neighbours.
-        return mask_degree * u - mask * neighbour_sum(u)
+    def apply(u: Tensor, degree: Tensor) -> Tensor:
+        # The system's matrix on the removed pixels: d_i u_i - sum_j w_ij u_j. u is zero outside the
+        # removed set, so the stencil only sums removed neighbours; rows outside it are never read.
+        return torch.addcmul(_stencil(u, -1.0), degree, u)
 
-    rhs = mask * neighbour_sum(kept)
+    rhs = mask * _stencil(kept)
     # Start from each system's mean kept value: closer than zero, so fewer iterations.
     kept_count = (1 - mask).sum((2, 3), keepdim=True).clamp_min(1)
     solution = mask * (kept.sum((2, 3), keepdim=True) / kept_count)
-    residual = rhs - apply(solution)
+    final = solution.clone()
+    residual = rhs - mask * apply(solution, degree)
     preconditioned = residual * inverse_degree
     direction = preconditioned
     rz = _dot(residual, preconditioned)
-    threshold = (tol ** 2) * _dot(rhs, rhs)
-    active = _dot(residual, residual) > threshold
+    threshold = (tol ** 2) * _dot(rhs, rhs * inverse_degree)
+    # The working set: systems still iterating (indices into the S = M*C systems).
+    working = torch.arange(m_rows * channels, device=x.device)
+    active = (rz > threshold).view(-1)
     tiny = torch.finfo(x.dtype).tiny
     max_iter = 4 * (h + w) if max_iter is None else max_iter
     for iteration in range(1, max_iter + 1):
-        applied = apply(direction)
+        if (iteration - 1) % check_every == 0:
+            # One host sync every check_every iterations: retire converged systems, so the later
+            # iterations (large holes take the longest) only touch the systems that still need them.
+            # A system's arithmetic never depends on the others, so retiring it changes nothing.
+            if iteration > 1:
+                active = rz.view(-1) > threshold.view(-1)
+            keep = active.nonzero().view(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < working.numel():
+                final[:, working] = solution
+                working = working[keep]
+
+                def pick(t: Tensor) -> Tensor:
+                    return t[:, keep].contiguous(memory_format=layout)
+
+                solution, residual, direction = pick(solution), pick(residual), pick(direction)
+                degree, inverse_degree = pick(degree), pick(inverse_degree)
+                rz, threshold = rz[:, keep], threshold[:, keep]
+        applied = apply(direction, degree)
         curvature = _dot(direction, applied)
-        alpha = torch.where(active & (curvature > 0), rz / curvature.clamp_min(tiny), 0.0)
-        solution = solution + alpha * direction
-        residual = residual - alpha * applied
+        alpha = torch.where(curvature > 0, rz / curvature.clamp_min(tiny), 0.0)
+        solution.addcmul_(alpha, direction)
+        residual.addcmul_(alpha, applied, value=-1.0)
         preconditioned = residual * inverse_degree
         rz_next = _dot(residual, preconditioned)
-        beta = torch.where(active & (rz > 0), rz_next / rz.clamp_min(tiny), 0.0)
-        direction = torch.where(active, preconditioned + beta * direction, direction)
-        rz = torch.where(active, rz_next, rz)
-        if iteration % check_every == 0:
-            active = active & (_dot(residual, residual) > threshold)
-            if not bool(active.any()):  # one host sync every check_every iterations
-                break
-    filled = kept + mask * solution
+        direction = torch.addcmul(preconditioned, rz_next / rz.clamp_min(tiny), direction)
+        rz = rz_next
+    final[:, working] = solution
+    filled = kept + mask * final
     return filled.contiguous().view(m_rows, channels, h, w)
 
 

@@ -23,6 +23,9 @@ Batch-norm (any ``_NormBase``: BatchNorm*, SyncBatchNorm, InstanceNorm*) is a ch
 ``"keep"``
     batch-norm untouched; only convolutions, linear layers and other parameters are re-drawn.
 
+Other normalisation layers with their own ``reset_parameters`` (LayerNorm, GroupNorm) are reset
+to weight 1, bias 0 in every mode: they hold no statistics.
+
 Randomisation works on the model in place and restores every saved tensor bit for bit on exit
 (``copy=True`` works on a deep copy instead, leaving the caller's model untouched).
 """

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import ModelState
+from ..base import AttributionError, ModelState
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget
 from ..layers import resolve_layer
 from .area import area_reference, area_residual
@@ -65,7 +65,8 @@ def channel_masks(model: nn.Module, layer: str | None, x: Tensor | Sequence[Tens
     with frozen_parameters(model):
         masks, history = _optimise(model, module, x.detach(), image, row_target, row_area, settings, chunk_rows,
                                    callback)
-    assert ModelState.of(model) == before, "channel_masks left a hook or flag behind"
+    if ModelState.of(model) != before:
+        raise AttributionError("channel_masks changed the model (a hook or a flag); this is a bug")
     s = history.iterations.shape[0]
     history = ExtremalHistory(iterations=history.iterations, reward=history.reward.reshape(s, n, t, a),
                               residual=history.residual.reshape(s, n, t, a), penalty=history.penalty)

@@ -22,7 +22,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from .smooth_max import COLDNESS, SmoothMaxBackend, smooth_max_mask
+from .backend import Backend
+from .smooth_max import COLDNESS, smooth_max_mask
 
 
 @dataclass(frozen=True)
@@ -116,17 +117,17 @@ def _kernel(z: Tensor) -> Tensor:
 class MaskGenerator:
     """Turns parameters (R, 1, h, w) into smooth masks: cropped (R, 1, H, W) and padded (R, 1, H_out, W_out).
 
-    ``backend`` chooses how the smooth maximum is evaluated (:class:`SmoothMaxBackend`); every
+    ``backend`` chooses how the smooth maximum is evaluated (:class:`.backend.Backend`); every
     backend returns the same values up to float rounding and keeps only the parameters, the mask
     and one normaliser per pixel for the backward pass (no per-candidate tensors).
     """
 
     def __init__(self, geometry: MaskGeometry, dtype: torch.dtype, device: torch.device | str,
-                 backend: SmoothMaxBackend | None = None) -> None:
+                 backend: Backend | None = None) -> None:
         self.geometry = geometry
         self.dtype = dtype
         self.device = torch.device(device)
-        self.backend = backend or SmoothMaxBackend("eager")
+        self.backend = backend or Backend("eager")
         # W as (candidates, phases, 1): one row per candidate, broadcast over cells.
         self.weights = geometry.kernel_weights(dtype, self.device).reshape(geometry.candidates, -1, 1)
 
@@ -151,7 +152,7 @@ class MaskGenerator:
             raise ValueError(f"mask parameters must have shape (R, {', '.join(map(str, expected))}), "
                              f"got {tuple(params.shape)}")
         rows = params.shape[0]
-        phases = smooth_max_mask(params, self.weights, g.window, g.padding, self.backend)  # (R, s*s, Hm*Wm)
+        phases = smooth_max_mask(params, self.weights, g.window, g.padding, g.shape_mid, self.backend)  # (R, s*s, Hm*Wm)
         s, _, hm, wm = self.phase_shape
         # (R, py, px, iy, ix) -> (R, iy, py, ix, px): pixel (iy * s + py, ix * s + px).
         grid = phases.reshape(rows, s, s, hm, wm).permute(0, 3, 1, 4, 2).reshape(rows, 1, hm * s, wm * s)

@@ -29,7 +29,7 @@ from .mask_generator import MaskGenerator, MaskGeometry
 from .pyramid import apply_mask
 from .rewards import variant_reward
 from .settings import ExtremalSettings
-from .smooth_max import SmoothMaxBackend
+from .backend import Backend
 
 #: ``callback(t, rows, params)``: called after the update of iteration t with the chunk's row
 #: slice and its parameters (R_chunk, 1, h, w) (a live tensor: clone it to keep it).
@@ -104,7 +104,7 @@ def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tens
         raise ValueError(f"image ({rows}), target ({target.shape[0]}) and areas ({len(areas)}) must have one entry per row")
     _, _, _, height, width = pyramid.shape
     geometry = MaskGeometry(height, width, settings.step, settings.sigma)
-    generator = MaskGenerator(geometry, pyramid.dtype, pyramid.device, SmoothMaxBackend(settings.backend))
+    generator = MaskGenerator(geometry, pyramid.dtype, pyramid.device, Backend(settings.backend))
     sampled = settings.sampled_iterations()
     weights = settings.penalty_weights()
     device, dtype = pyramid.device, pyramid.dtype

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from ..base import AttributionError
 from .pyramid import PERTURBATIONS
 from .rewards import REWARDS, VARIANTS
-from .smooth_max import BACKENDS
+from .backend import BACKENDS
 
 #: Iterations of the fast mode (a quarter of the reference 800), with the penalty schedule compressed.
 FAST_ITERATIONS: int = 200
@@ -97,6 +97,8 @@ def check_areas(areas: Any) -> tuple[float, ...]:
     """Areas as a non-empty tuple of floats strictly inside (0, 1)."""
     if isinstance(areas, Real) and not isinstance(areas, bool):
         areas = (areas,)
+    if isinstance(areas, (str, bytes)):
+        raise AttributionError(f"areas must be a number or a sequence of numbers in (0, 1), got the string {areas!r}")
     try:
         values = tuple(areas)
     except TypeError:

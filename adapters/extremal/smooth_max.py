@@ -8,48 +8,39 @@ ix*s + px) of the padded mask is
 where U = unfold(params) holds the (2 radius + 1)^2 candidate parameters of each cell. Autograd
 through these ops would keep V and the softmax for every candidate of every pixel (about 47 MB
 per row at 224 x 224). :class:`SmoothMax` keeps the parameters and the mask instead (plus one
-normaliser per pixel for the fused backend) and recomputes V in the backward pass, where
+normaliser per pixel for the fused kernels) and recomputes V in the backward pass, where
 
     dm/dV_j = s_j (1 + c (V_j - m)),   s = softmax(c V),   dL/dU_j = sum_p W[j, p] g_p s_j (1 + c (V_j - m)).
 
-Two backends evaluate the same maths:
+Kernels (:mod:`.backend`):
 
-* ``eager``: plain PyTorch ops, one row at a time (optionally a block of phases at a time) to
-  bound the temporaries. It evaluates the softmax with ``torch.softmax`` over the candidate
-  dimension, with all phases of a row in one tensor, which makes float64 masks agree with
-  TorchRay's bit for bit on the sizes we test (and so ties in the area sort break the same way).
-* ``compiled``: ``torch.compile`` of the same formulas, fused into one pass over the candidates
-  per pixel (no per-candidate tensor in memory at all), called one row at a time so that the
-  generated code, and hence every row's result, does not depend on how many rows share a batch.
-  It exponentiates ``c V - c`` instead of subtracting each pixel's maximum: V lies in [0, 1], so
-  the exponent lies in [-c, 0] and nothing overflows.
-
-``auto`` picks ``compiled`` for float32 and lower precisions when compilation works on this
-machine (a C++ compiler on CPU, Triton on GPU) and ``eager`` otherwise; float64 is the
-verification dtype and always runs eagerly.
+* eager: plain PyTorch ops, one row at a time (optionally a block of phases at a time) to bound
+  the temporaries. The softmax is ``torch.softmax`` over the candidate dimension with all phases
+  of a row in one tensor, which makes float64 masks agree with TorchRay's bit for bit on the sizes
+  we test (so that ties in the area sort break the same way).
+* compiled: the same formulas fused by ``torch.compile`` into one pass over the candidates of
+  every pixel of every row (the unfold is index arithmetic, nothing per candidate is stored). It
+  exponentiates ``c V - c`` instead of subtracting each pixel's maximum: V lies in [0, 1], so the
+  exponent lies in [-c, 0] and nothing overflows.
 """
 from __future__ import annotations
-
-import threading
-import warnings
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .backend import Backend, call_rows, compiled
+
 #: Softmax temperature of the smooth maximum (TorchRay's fixed ``coldness``).
 COLDNESS: float = 20.0
-
-BACKENDS: tuple[str, ...] = ("auto", "compiled", "eager")
 
 
 # --------------------------------------------------------------------------------------------
 # Eager kernels (exact reference semantics)
 # --------------------------------------------------------------------------------------------
 
-def _eager_forward(u: Tensor, weights: Tensor, block: int | None) -> tuple[Tensor, None]:
-    """u (R, J, M), weights (J, P, 1) -> m (R, P, M); no normaliser is kept (recomputed in backward)."""
+def _eager_forward(u: Tensor, weights: Tensor, block: int | None) -> Tensor:
+    """u (R, J, M), weights (J, P, 1) -> m (R, P, M)."""
     rows, _, cells = u.shape
     phases = weights.shape[1]
     block = block or phases
@@ -59,11 +50,10 @@ def _eager_forward(u: Tensor, weights: Tensor, block: int | None) -> tuple[Tenso
         for start in range(0, phases, block):
             v = weights[:, start:start + block] * ur  # (J, b, M)
             m[r, start:start + block] = (v * torch.softmax(COLDNESS * v, dim=0)).sum(dim=0)
-    return m, None
+    return m
 
 
-def _eager_backward(u: Tensor, weights: Tensor, m: Tensor, _den: Tensor | None, grad: Tensor,
-                    block: int | None) -> Tensor:
+def _eager_backward(u: Tensor, weights: Tensor, m: Tensor, grad: Tensor, block: int | None) -> Tensor:
     """dL/du (R, J, M) from dL/dm (R, P, M)."""
     grad_u = torch.zeros_like(u)
     phases = weights.shape[1]
@@ -82,105 +72,49 @@ def _eager_backward(u: Tensor, weights: Tensor, m: Tensor, _den: Tensor | None, 
 
 
 # --------------------------------------------------------------------------------------------
-# Fused kernels (torch.compile)
+# Fused kernels (torch.compile), all rows at once
 # --------------------------------------------------------------------------------------------
 
-def _fused_forward_row(u: Tensor, cold_weights: Tensor) -> tuple[Tensor, Tensor]:
-    """u (J, 1, M), cold_weights = c W (J, P, 1) -> (m (P, M), normaliser (P, M))."""
-    cv = cold_weights * u
+def _candidates(params: Tensor, window: int, padding: int, cells: tuple[int, int]) -> Tensor:
+    """params (R, 1, h, w) -> U (R, J, 1, M), materialised (small: J x M per row) so that the
+    consumer reads it contiguously instead of re-deriving the window indices per candidate."""
+    padded = F.pad(params[:, 0], (padding, padding, padding, padding))
+    u = padded.unfold(1, cells[0], 1).unfold(2, cells[1], 1).contiguous()  # (R, window, window, Hm, Wm)
+    return u.reshape(params.shape[0], window * window, 1, cells[0] * cells[1])
+
+
+def _fused_forward(params: Tensor, cold_weights: Tensor, window: int, padding: int,
+                   cells: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """params (R, 1, h, w), cold_weights = c W (J, P) -> (m (R, P, M), normaliser (R, P, M))."""
+    cv = cold_weights[None, :, :, None] * _candidates(params, window, padding, cells)  # (R, J, P, M)
     e = torch.exp(cv - COLDNESS)
-    den = e.sum(dim=0)
-    num = (cv * e).sum(dim=0)
+    den = e.sum(dim=1)
+    num = (cv * e).sum(dim=1)
     return num / (den * COLDNESS), den
 
 
-def _fused_backward_row(u: Tensor, cold_weights: Tensor, weights: Tensor, m: Tensor, den: Tensor,
-                        grad: Tensor) -> Tensor:
-    """dL/du (J, M) for one row; m, den, grad are (P, M)."""
-    cv = cold_weights * u
+def _fused_backward(params: Tensor, m: Tensor, den: Tensor, grad: Tensor, cold_weights: Tensor, weights: Tensor,
+                    window: int, padding: int, cells: tuple[int, int]) -> Tensor:
+    """dL/dU (R, J, M) for dL/dm ``grad`` (R, P, M)."""
+    cv = cold_weights[None, :, :, None] * _candidates(params, window, padding, cells)
     e = torch.exp(cv - COLDNESS)
-    t = e * (cv + (1 - COLDNESS * m)) * (grad / den)
-    return (t * weights).sum(dim=1)
+    t = e * (cv + (1 - COLDNESS * m)[:, None]) * (grad / den)[:, None]
+    return (t * weights[None, :, :, None]).sum(dim=2)
 
 
-_COMPILED: dict[str, Callable[..., object]] = {}
-_COMPILE_LOCK = threading.Lock()
-_COMPILE_BROKEN: dict[tuple[str, torch.dtype], str] = {}
+def fused_forward(params: Tensor, weights: Tensor, window: int, padding: int,
+                  cells: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Compiled :func:`_fused_forward` on weights (J, P, 1)."""
+    fn = compiled("smooth_max_forward", _fused_forward)
+    return call_rows(fn, [params], COLDNESS * weights[:, :, 0], window, padding, cells)  # type: ignore[no-any-return]
 
 
-def _compiled(name: str) -> Callable[..., object]:
-    with _COMPILE_LOCK:
-        if name not in _COMPILED:
-            fn = {"forward": _fused_forward_row, "backward": _fused_backward_row}[name]
-            _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
-        return _COMPILED[name]
-
-
-def _compiled_forward(u: Tensor, weights: Tensor, cold_weights: Tensor) -> tuple[Tensor, Tensor]:
-    fwd = _compiled("forward")
-    outs = [fwd(u[r].unsqueeze(1), cold_weights) for r in range(u.shape[0])]
-    return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])  # type: ignore[index]
-
-
-def _compiled_backward(u: Tensor, weights: Tensor, cold_weights: Tensor, m: Tensor, den: Tensor,
-                       grad: Tensor) -> Tensor:
-    bwd = _compiled("backward")
-    return torch.stack([bwd(u[r].unsqueeze(1), cold_weights, weights, m[r], den[r], grad[r])  # type: ignore[misc]
-                        for r in range(u.shape[0])])
-
-
-# --------------------------------------------------------------------------------------------
-# Backend choice
-# --------------------------------------------------------------------------------------------
-
-class SmoothMaxBackend:
-    """Which kernels evaluate the smooth maximum: ``"auto"``, ``"compiled"`` or ``"eager"``.
-
-    ``resolve`` turns ``auto`` into a concrete choice for a dtype and device, compiling (and
-    running once) the fused kernels for the given shapes; a compilation failure makes ``auto``
-    fall back to ``eager`` with a warning, and makes ``compiled`` raise.
-    """
-
-    def __init__(self, name: str = "auto", eager_block: int | None = None) -> None:
-        if name not in BACKENDS:
-            raise ValueError(f"unknown smooth-max backend {name!r}; choose one of {list(BACKENDS)}")
-        self.name = name
-        self.eager_block = eager_block
-        self.resolved: str | None = None if name == "auto" else name
-        self._checked: set[tuple[str, torch.dtype, int, int]] = set()
-
-    def resolve(self, weights: Tensor, cells: int) -> str:
-        """Settle ``auto`` for ``weights``' dtype and device; try the fused kernels on (1, J, cells) once."""
-        if self.resolved is None:
-            wants_fused = weights.dtype != torch.float64
-            self.resolved = "compiled" if wants_fused and self._fused_works(weights, cells, strict=False) else "eager"
-            if self.resolved == "compiled":
-                self._checked.add((weights.device.type, weights.dtype, weights.shape[0], cells))
-        elif self.resolved == "compiled":
-            key = (weights.device.type, weights.dtype, weights.shape[0], cells)
-            if key not in self._checked:
-                self._fused_works(weights, cells, strict=True)
-                self._checked.add(key)
-        return self.resolved
-
-    @staticmethod
-    def _fused_works(weights: Tensor, cells: int, strict: bool) -> bool:
-        key = (weights.device.type, weights.dtype)
-        if key in _COMPILE_BROKEN and not strict:
-            return False
-        try:
-            u = torch.rand(1, weights.shape[0], cells, dtype=weights.dtype, device=weights.device)
-            m, den = _compiled_forward(u, weights, COLDNESS * weights)
-            _compiled_backward(u, weights, COLDNESS * weights, m, den, torch.ones_like(m))
-            return True
-        except Exception as error:  # noqa: BLE001 - any compiler/toolchain failure means "use eager"
-            if strict:
-                raise RuntimeError(f"the compiled smooth-max backend failed on {key}: {error}") from error
-            _COMPILE_BROKEN[key] = f"{type(error).__name__}: {error}"
-            warnings.warn(f"torch.compile is unavailable for the extremal mask generator on {key} "
-                          f"({type(error).__name__}); using the eager backend (slower, same results)",
-                          RuntimeWarning, stacklevel=3)
-            return False
+def fused_backward(params: Tensor, m: Tensor, den: Tensor, grad: Tensor, weights: Tensor, window: int,
+                   padding: int, cells: tuple[int, int]) -> Tensor:
+    """Compiled :func:`_fused_backward` on weights (J, P, 1)."""
+    fn = compiled("smooth_max_backward", _fused_backward)
+    w = weights[:, :, 0]
+    return call_rows(fn, [params, m, den, grad], COLDNESS * w, w, window, padding, cells)  # type: ignore[no-any-return]
 
 
 class SmoothMax(torch.autograd.Function):
@@ -193,31 +127,39 @@ class SmoothMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, params: Tensor, weights: Tensor, window: int, padding: int,  # type: ignore[override]
-                backend: SmoothMaxBackend) -> Tensor:
-        u = F.unfold(params, (window, window), padding=(padding, padding))
-        kind = backend.resolve(weights, u.shape[-1])
+                cells: tuple[int, int], backend: Backend) -> Tensor:
+        kind = backend.resolve(params.dtype, params.device,
+                               lambda: _probe_fused(params[:1], weights, window, padding, cells))
         if kind == "compiled":
-            m, den = _compiled_forward(u, weights, COLDNESS * weights)
+            m, den = fused_forward(params, weights, window, padding, cells)
         else:
-            m, den = _eager_forward(u, weights, backend.eager_block)
-        ctx.geometry = (window, padding, tuple(params.shape[-2:]), kind, backend.eager_block)
-        ctx.save_for_backward(params, weights, m, den if den is not None else m.new_empty(0))
+            u = F.unfold(params, (window, window), padding=(padding, padding))
+            m, den = _eager_forward(u, weights, backend.eager_block), params.new_empty(0)
+        ctx.setup = (window, padding, cells, kind, backend.eager_block)
+        ctx.save_for_backward(params, weights, m, den)
         return m
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         params, weights, m, den = ctx.saved_tensors
-        window, padding, size, kind, block = ctx.geometry
-        u = F.unfold(params, (window, window), padding=(padding, padding))
+        window, padding, cells, kind, block = ctx.setup
         if kind == "compiled":
-            grad_u = _compiled_backward(u, weights, COLDNESS * weights, m, den, grad)
+            grad_u = fused_backward(params, m, den, grad.contiguous(), weights, window, padding, cells)
         else:
-            grad_u = _eager_backward(u, weights, m, None, grad, block)
-        grad_params = F.fold(grad_u, size, (window, window), padding=(padding, padding))
-        return grad_params, None, None, None, None
+            u = F.unfold(params, (window, window), padding=(padding, padding))
+            grad_u = _eager_backward(u, weights, m, grad, block)
+        grad_params = F.fold(grad_u, tuple(params.shape[-2:]), (window, window), padding=(padding, padding))
+        return grad_params, None, None, None, None, None
 
 
-def smooth_max_mask(params: Tensor, weights: Tensor, window: int, padding: int,
-                    backend: SmoothMaxBackend) -> Tensor:
+def _probe_fused(params: Tensor, weights: Tensor, window: int, padding: int, cells: tuple[int, int]) -> None:
+    """Compile and run the fused kernels once (raises if this machine cannot compile them)."""
+    with torch.no_grad():
+        m, den = fused_forward(params.detach(), weights, window, padding, cells)
+        fused_backward(params.detach(), m, den, torch.ones_like(m), weights, window, padding, cells)
+
+
+def smooth_max_mask(params: Tensor, weights: Tensor, window: int, padding: int, cells: tuple[int, int],
+                    backend: Backend) -> Tensor:
     """params (R, 1, h, w), weights (J, P, 1) -> phase-form mask in [0, 1] (R, P, Hm * Wm)."""
-    return SmoothMax.apply(params, weights, window, padding, backend).clamp(0, 1)  # type: ignore[union-attr]
+    return SmoothMax.apply(params, weights, window, padding, cells, backend).clamp(0, 1)  # type: ignore[union-attr]

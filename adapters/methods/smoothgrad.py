@@ -58,26 +58,34 @@ class SmoothGradMethod(Method):
         return [self.params["noise_level"] * r for r in ranges]
 
     def _noisy_copies(self, x: Tensor) -> Iterator[tuple[int, Tensor]]:
-        """(i, x_i + noise_i) with noise_i (n_samples, C, H, W), drawn as NoiseTunnel does."""
-        n = self.params["n_samples"]
+        """(i, x_i + noise_i), noise_i (n_samples, C, H, W) drawn from image i's generator.
+
+        The values equal NoiseTunnel's ``torch.normal(0, stdev_tensor)`` under the same seed
+        (``normal_`` draws z ~ N(0, 1) and scales it either way); drawing with a scalar std skips the
+        full-size std tensor and the ``repeat_interleave`` copy of the image.
+        """
+        shape = (self.params["n_samples"],) + tuple(x.shape[1:])
         for i, (seed, stdev) in enumerate(zip(image_seeds(x, self.params["seed"]), self.noise_stdevs(x))):
-            stdevs = torch.tensor(stdev, device=x.device).repeat((n,) + tuple(x.shape[1:]))
-            noise = torch.normal(0, stdevs, generator=generator(seed, x.device))
-            yield i, x[i:i + 1].detach().repeat_interleave(n, dim=0) + noise
+            noise = torch.normal(0.0, stdev, shape, generator=generator(seed, x.device), device=x.device,
+                                 dtype=x.dtype)
+            yield i, noise.add_(x[i].detach())
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
         self.diagnostics["batch_size"] = size
         saliency = Saliency(model)
+        squares = self.params["nt_type"] != "smoothgrad"
         total = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
-        total_sq = torch.zeros_like(total)
+        total_sq = torch.zeros_like(total) if squares else None
 
-        def flush(rows: list[Tensor], owners: list[Tensor]) -> None:
-            batch, owner = torch.cat(rows), torch.cat(owners)
+        def run(batch: Tensor, owner: Tensor) -> None:
             grads = saliency.attribute(batch.requires_grad_(), target=target[owner], abs=True).float()
             total.index_add_(0, owner, grads)
-            total_sq.index_add_(0, owner, grads * grads)
+            if total_sq is not None:
+                total_sq.index_add_(0, owner, grads * grads)
 
+        # Noisy rows of consecutive images share passes of `size` rows; a pass starts as soon as
+        # enough rows are there, so at most one image's copies wait in memory besides the pass.
         rows: list[Tensor] = []
         owners: list[Tensor] = []
         pending = 0
@@ -85,17 +93,24 @@ class SmoothGradMethod(Method):
             rows.append(noisy)
             owners.append(torch.full((len(noisy),), i, device=x.device, dtype=torch.long))
             pending += len(noisy)
-            while pending >= size:  # full passes as soon as the rows are there
+            if pending >= size:
                 batch, owner = torch.cat(rows), torch.cat(owners)
-                flush([batch[:size]], [owner[:size]])
-                rows, owners, pending = [batch[size:]], [owner[size:]], pending - size
+                start = 0
+                while pending - start >= size:
+                    run(batch[start:start + size], owner[start:start + size])
+                    start += size
+                rows, owners, pending = [batch[start:]], [owner[start:]], pending - start
         if pending:
-            flush(rows, owners)
+            run(torch.cat(rows), torch.cat(owners))
 
         n = self.params["n_samples"]
-        mean, mean_sq = total / n, total_sq / n
-        nt_type = self.params["nt_type"]
-        smoothed = mean if nt_type == "smoothgrad" else mean_sq if nt_type == "smoothgrad_sq" else mean_sq - mean**2
+        mean = total / n
+        if self.params["nt_type"] == "smoothgrad":
+            smoothed = mean
+        elif self.params["nt_type"] == "smoothgrad_sq":
+            smoothed = total_sq / n
+        else:
+            smoothed = total_sq / n - mean**2
         return reduce_channels(smoothed, self.params["reduction"])
 
     def cost(self, **context: object) -> Cost:

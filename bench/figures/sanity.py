@@ -33,7 +33,7 @@ def cascade_frame(result: MetricResult, architecture: str, method: str,
     Adds step 0 ("original", similarity 1) for images whose original map is not constant, so the
     curves start where the paper's do.
     """
-    blocks = list(result.extras["blocks"])
+    blocks = list(result.extras["block_names"])
     valid = result.extras.get("original_valid")
     rows = []
     for measure in measures:

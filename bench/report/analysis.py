@@ -33,5 +33,5 @@ def analyse(run: Run, n_resamples: int = N_RESAMPLES) -> Analysis:
         run=run, stats=stats, cells=cells,
         rankings={st.architecture.label: rank_table(run, st) for st in stats},
         agreement=metric_agreement(cells[cells["n_images"] > 0]),
-        labels={(a.model, a.dataset): a.label for a in architectures(run.scores)},
-        methods=method_order(run.scores), metrics=metric_info(run.scores), n_resamples=n_resamples)
+        labels={(a.model, a.dataset): a.label for a in architectures(run.scores, run.metadata)},
+        methods=method_order(run.scores, run.metadata), metrics=metric_info(run.scores), n_resamples=n_resamples)

@@ -16,6 +16,7 @@ from .bootstrap import N_RESAMPLES, percentile_interval, resample_weights, seed_
 from .load import Run
 
 CATEGORY_ORDER = ["faithfulness", "localisation", "sanity", "robustness"]
+DIRECTIONS = {"higher": 1.0, "lower": -1.0}
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,41 @@ class ArchitectureStats:
     samples: np.ndarray
 
 
-def architectures(scores: pd.DataFrame) -> list[Architecture]:
-    """(model, dataset) pairs in the order the runner wrote them."""
+def config_order(metadata: dict, key: str) -> list[str]:
+    """Names in the order the run's configuration lists them (``config[key]``: a list or a table);
+    the stored rows are ordered by file name, the configuration by the user's intent."""
+    listed = (metadata.get("config") or {}).get(key)
+    return [str(name) for name in listed] if isinstance(listed, (list, dict)) else []
+
+
+def _ordered(names: list[str], preferred: list[str]) -> list[str]:
+    present = set(names)
+    return [n for n in preferred if n in present] + [n for n in names if n not in set(preferred)]
+
+
+def architectures(scores: pd.DataFrame, metadata: dict | None = None) -> list[Architecture]:
+    """(model, dataset) pairs, models in configuration order, then as the rows list them."""
     pairs = list(dict.fromkeys(zip(scores["model"], scores["dataset"])))
+    models = _ordered(list(dict.fromkeys(m for m, _ in pairs)), config_order(metadata or {}, "models"))
+    pairs.sort(key=lambda pair: models.index(pair[0]))  # stable: datasets keep their order per model
     datasets_per_model = pd.Series([m for m, _ in pairs]).value_counts()
     return [Architecture(m, d, m if datasets_per_model[m] == 1 else f"{m} / {d}") for m, d in pairs]
 
 
-def method_order(scores: pd.DataFrame) -> list[str]:
-    """Methods in the order the runner wrote them (the configuration's order)."""
-    return list(dict.fromkeys(scores["method"]))
+def method_order(scores: pd.DataFrame, metadata: dict | None = None) -> list[str]:
+    """Methods in configuration order (controls where the user put them), then as the rows list them."""
+    return _ordered(list(dict.fromkeys(scores["method"])), config_order(metadata or {}, "methods"))
 
 
 def metric_info(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per metric (index), with its category and direction, grouped by category."""
-    info = scores.drop_duplicates("metric")[["metric", "category", "direction"]].copy()
+    """One row per metric (index), with its category and direction, grouped by category.
+
+    The direction is taken from a row that states a valid one (an error row may not); a metric with
+    none gets an empty direction and is then neither ranked nor coloured, rather than guessed.
+    """
+    info = scores.drop_duplicates("metric")[["metric", "category"]].copy()
+    stated = scores[scores["direction"].isin(list(DIRECTIONS))].drop_duplicates("metric")
+    info["direction"] = info["metric"].map(dict(zip(stated["metric"], stated["direction"]))).fillna("")
     info["appearance"] = range(len(info))
     rank = {c: i for i, c in enumerate(CATEGORY_ORDER)}
     info["order"] = info["category"].map(lambda c: rank.get(c, len(rank)))
@@ -80,11 +101,11 @@ def per_image(ok: pd.DataFrame) -> pd.DataFrame:
 
 def architecture_stats(run: Run, n_resamples: int = N_RESAMPLES) -> list[ArchitectureStats]:
     """Arrays, means and paired bootstrap samples for every architecture of the run."""
-    methods_all = method_order(run.scores)
+    methods_all = method_order(run.scores, run.metadata)
     metrics_all = list(metric_info(run.scores).index)
     images_frame = per_image(run.ok)
     result = []
-    for arch in architectures(run.scores):
+    for arch in architectures(run.scores, run.metadata):
         in_arch = run.scores[(run.scores["model"] == arch.model) & (run.scores["dataset"] == arch.dataset)]
         methods = [m for m in methods_all if m in set(in_arch["method"])]
         metrics = [m for m in metrics_all if m in set(in_arch["metric"])]
@@ -96,7 +117,7 @@ def architecture_stats(run: Run, n_resamples: int = N_RESAMPLES) -> list[Archite
             j = frame["method"].map({m: k for k, m in enumerate(methods)}).to_numpy()
             k = frame["metric"].map({m: k for k, m in enumerate(metrics)}).to_numpy()
             values[i, j, k] = frame["score"].to_numpy(dtype=float)
-        flat = values.reshape(len(images), -1)
+        flat = values.reshape(len(images), len(methods) * len(metrics))
         shape = (len(methods), len(metrics))
         mean = weighted_means(flat, np.ones((1, len(images))))[0].reshape(shape)
         weights = resample_weights(len(images), n_resamples, seed_for(arch.model, arch.dataset))
@@ -140,6 +161,7 @@ def cell_table(run: Run, stats: list[ArchitectureStats]) -> pd.DataFrame:
 
 
 def oriented(values: np.ndarray, directions: list[str]) -> np.ndarray:
-    """Scores turned so that higher is better on every metric (last axis = metrics)."""
-    sign = np.array([1.0 if d == "higher" else -1.0 for d in directions])
+    """Scores turned so that higher is better on every metric (last axis = metrics); NaN for a
+    metric without a valid direction."""
+    sign = np.array([DIRECTIONS.get(d, np.nan) for d in directions])
     return values * sign

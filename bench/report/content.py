@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import formatting as fmt
 from .analysis import Analysis
-from .document import Block, Heading, Image, Paragraph, Table
+from .document import Block, Bullets, Heading, Image, Paragraph, Table
 from .figures import FigureSet
 from .header import coverage, notes_section, parameters_section, run_section, zoo_section
 from .tables import (agreement_table, error_table, metric_table, missing_table, rank_table_text, speed_table,
@@ -23,7 +23,8 @@ def speed_section(analysis: Analysis) -> list[Block]:
     if analysis.run.timings is None:
         return blocks + [Paragraph(NO_TIMINGS)]
     return blocks + [
-        Table(speed_table(analysis, "images_per_s"), "Throughput (images/s) at the best batch size, method x architecture"),
+        Table(speed_table(analysis, "images_per_s"),
+              "Throughput (images/s) at the best batch size, method x architecture"),
         Table(speed_table(analysis, "efficiency"), "Efficiency = roofline time / method time (1.0 = no overhead "
                                                    "beyond the model passes the method cannot avoid)"),
         Table(timing_details(analysis), "All timed cells (median and IQR over rounds; * = batch size quoted above)",
@@ -43,8 +44,9 @@ def scores_section(analysis: Analysis) -> list[Block]:
 def ranking_section(analysis: Analysis) -> list[Block]:
     blocks: list[Block] = [Heading("Ranking"), Paragraph(
         "Rank 1 = best on a metric (its direction respected; ties share the mean rank). Overall = mean rank over "
-        "the metrics that rank at least two methods. Brackets: 95% interval of the rank over the same paired "
-        "bootstrap resamples of images.")]
+        "the metrics that rank at least two methods. Where a metric has no score for some methods (failed cell), "
+        "the others' ranks are stretched onto the full 1..n scale, so a failure lifts no one. Brackets: 95% "
+        "interval of the rank over the same paired bootstrap resamples of images.")]
     for architecture in analysis.rankings:
         blocks += [Heading(architecture, 3), Table(rank_table_text(analysis, architecture))]
     return blocks
@@ -74,6 +76,9 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
                for measure, p in figures.cascades]
     blocks += [Image(_relative(analysis, p), f"{label}: saliency grid (images x methods)")
                for label, p in figures.saliency]
+    if figures.skipped_maps:
+        blocks += [Paragraph("Map files that could not be read (left out of the saliency grids):"),
+                   Bullets(figures.skipped_maps)]
     return blocks
 
 

@@ -61,13 +61,45 @@ def _panels(data: pd.DataFrame, methods: list[str], band: bool, x_label: str, y_
             by_label.setdefault(label, handle)
     axes[0, -1].legend(by_label.values(), by_label.keys(), bbox_to_anchor=(1.02, 1), loc="upper left",
                        fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.03)
     return fig, axes
+
+
+def primary_curve(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The curve named after its metric when there is one (the runner may also store secondary
+    curves, e.g. every similarity measure of a sanity check); all curves otherwise."""
+    primary = rows[rows["curve"] == metric]
+    return primary if not primary.empty else rows
+
+
+def cascade_measures(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cascade rows with one curve per similarity measure, named by the measure.
+
+    Accepts the measure names themselves (``spearman_abs``) or the metric's extras keys
+    (``curves_spearman_abs``); the curve named after the metric duplicates its primary measure and is
+    dropped when the measures are there, or called ``similarity`` when it is alone.
+    """
+    names = rows["curve"].str.replace(r"^curves_", "", regex=True)
+    if (names != CASCADE_METRIC).any():
+        keep = names != CASCADE_METRIC
+        return rows[keep].assign(curve=names[keep])
+    return rows.assign(curve="similarity")
+
+
+def with_original(means: pd.DataFrame) -> pd.DataFrame:
+    """Add step 0 (the original map: similarity 1 with itself) where the stored curve starts at
+    step 1, so every curve starts where the paper's do."""
+    starts = means.groupby(["architecture", "method", "curve"], sort=False)["x"].min()
+    missing = starts[starts > 0].reset_index()[["architecture", "method", "curve"]]
+    if missing.empty:
+        return means
+    origin = missing.assign(x=0.0, y=1.0, sd=0.0, n_images=0)
+    return pd.concat([origin, means], ignore_index=True).sort_values("x", kind="stable")
 
 
 def plot_metric_curves(curves: pd.DataFrame, metric: str, methods: list[str], path: Path) -> Path | None:
     """Mean curve over images of one metric, per architecture and method."""
-    data = mean_curves(curves[curves["metric"] == metric])
+    data = mean_curves(primary_curve(curves[curves["metric"] == metric], metric))
     if data.empty:
         return None
     fig, _ = _panels(data, methods, band=False, x_label=X_LABELS.get(metric, "x"),
@@ -76,23 +108,24 @@ def plot_metric_curves(curves: pd.DataFrame, metric: str, methods: list[str], pa
 
 
 def cascade_blocks(rows: pd.DataFrame) -> dict[int, str]:
-    """Tick label per step: the stored block name, ``original`` at step 0, else the step number."""
+    """Tick label per step (step 0 always): the stored block name, ``original`` at step 0, else the
+    step number."""
     names: dict[int, str] = {}
     for step, label in zip(rows["x"].round().astype(int), rows["label"]):
         if label.strip():
             names.setdefault(step, label.strip())
-    steps = sorted(set(rows["x"].round().astype(int)))
+    steps = sorted(set(rows["x"].round().astype(int)) | {0})
     return {s: names.get(s, "original" if s == 0 else str(s)) for s in steps}
 
 
 def plot_cascades(curves: pd.DataFrame, methods: list[str], directory: Path) -> list[tuple[str, Path]]:
     """One figure per similarity measure present: (measure, path). Band = one standard deviation
     over images; the zero line is where a map no longer resembles the original."""
-    rows = curves[(curves["metric"] == CASCADE_METRIC)].dropna(subset=["y"])
+    rows = cascade_measures(curves[(curves["metric"] == CASCADE_METRIC)].dropna(subset=["y"]))
     written = []
     for measure in dict.fromkeys(rows["curve"]):
         selected = rows[rows["curve"] == measure]
-        means = mean_curves(selected)
+        means = with_original(mean_curves(selected))
         fig, axes = _panels(means, methods, band=True, x_label="randomised down to block",
                             y_label=f"similarity ({measure})",
                             title=f"Cascading model randomisation: {measure} to the original map")

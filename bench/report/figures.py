@@ -28,6 +28,7 @@ class FigureSet:
     curves: list[tuple[str, Path]] = field(default_factory=list)
     cascades: list[tuple[str, Path]] = field(default_factory=list)
     saliency: list[tuple[str, Path]] = field(default_factory=list)
+    skipped_maps: list[str] = field(default_factory=list)  # unreadable maps/*.pt, with the reason
 
 
 def write_figures(analysis: Analysis) -> FigureSet:
@@ -52,5 +53,6 @@ def write_figures(analysis: Analysis) -> FigureSet:
                     figures.curves.append((metric, path))
         figures.cascades = plot_cascades(curves, analysis.methods, directory)
     if run.maps:
-        figures.saliency = plot_saliency_grids(run.maps, analysis.labels, analysis.methods, directory)
+        figures.saliency, figures.skipped_maps = plot_saliency_grids(run.maps, analysis.labels, analysis.methods,
+                                                                     directory)
     return figures

@@ -53,3 +53,9 @@ def size_bytes(value: float) -> str:
 def direction(direction: str) -> str:
     """``↓ lower is better`` or ``↑ higher is better``."""
     return f"{ARROWS.get(direction, '?')} {direction} is better"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A message on one line, cut at ``limit`` characters (tracebacks stay in the CSV files)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

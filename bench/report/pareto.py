@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cells import DIRECTIONS
 from .plotting import plt, save, sns, style
 from .speed import best_timings
 
@@ -18,7 +19,7 @@ from .speed import best_timings
 def faithfulness_score(cells: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
     """Per (model, dataset, architecture, method): one faithfulness value, and its axis label."""
     keys = ["model", "dataset", "architecture", "method"]
-    faithful = cells[cells["category"] == "faithfulness"]
+    faithful = cells[(cells["category"] == "faithfulness") & cells["direction"].isin(list(DIRECTIONS))]
     metrics = list(dict.fromkeys(faithful["metric"]))
     if {"insertion", "deletion"} <= set(metrics):
         wide = faithful.pivot_table(index=keys, columns="metric", values="mean", aggfunc="first", dropna=False)

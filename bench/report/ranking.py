@@ -5,8 +5,8 @@ Rank 1 is the best method on a metric (its direction respected); ties share the 
 overall rank of a method is its mean rank over the metrics that rank at least two methods on that
 architecture. When a metric scores only k of the architecture's n methods (a failed cell), its ranks
 are stretched linearly from 1..k onto 1..n, so that the last of the k still counts as last and a
-failure does not lift the methods below it in the overall rank. Intervals come from the paired resamples of :mod:`.cells`, so a method's rank moves
-with the same images as its competitors'.
+failure does not lift the methods below it in the overall rank. Intervals come from the paired
+resamples of :mod:`.cells`, so a method's rank moves with the same images as its competitors'.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .bootstrap import percentile_interval
-from .cells import ArchitectureStats, metric_info, oriented
+from .cells import DIRECTIONS, ArchitectureStats, metric_info, oriented
 from .load import Run
 
 OVERALL = "overall"
@@ -73,7 +73,7 @@ def metric_agreement(cells: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
     """
     if cells.empty:
         return pd.DataFrame()
-    frame = cells.assign(value=np.where(cells["direction"] == "higher", cells["mean"], -cells["mean"]))
+    frame = cells.assign(value=cells["mean"] * cells["direction"].map(DIRECTIONS).astype(float))
     wide = frame.pivot_table(index=["model", "dataset", "method"], columns="metric", values="value",
                              aggfunc="first", sort=False)
     order = [m for m in dict.fromkeys(cells["metric"]) if m in wide.columns]

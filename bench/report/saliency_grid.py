@@ -2,21 +2,25 @@
 
 Maps are stored by the runner in ``maps/<model>__<dataset>__<method>.pt``. Each map is shown as
 its absolute value scaled by its own 99th percentile (so one hot pixel does not wash out the rest,
-and methods with different units can sit side by side), over the image with transparency; the
-ground-truth mask, when there is one, is outlined on the image column.
+and methods with different units can sit side by side), over a grey copy of the image with an
+opacity that grows with the map; the ground-truth mask, when there is one, is outlined on the
+image column.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cells import slug
+from .formatting import one_line
 from .plotting import plt, save, style
 
 MAX_IMAGES = 6
-ALPHA = 0.55
+ALPHA = 0.8  # opacity of the strongest attribution
+ALPHA_FLOOR = 0.1  # opacity of zero attribution
 CMAP = "jet"
 
 
@@ -79,7 +83,9 @@ def plot_grid(stored: list[StoredMaps], title: str, path: Path, methods: list[st
         for c, method in enumerate(order, start=1):
             ax = axes[r, c]
             ax.imshow(by_method[method].images[r].mean(axis=-1), cmap="gray", vmin=0, vmax=1)
-            ax.imshow(display_map(by_method[method].maps[r]), cmap=CMAP, vmin=0, vmax=1, alpha=ALPHA)
+            shown = display_map(by_method[method].maps[r])
+            # Opacity follows the map, so the image stays visible where the method attributes little.
+            ax.imshow(shown, cmap=CMAP, vmin=0, vmax=1, alpha=ALPHA_FLOOR + (ALPHA - ALPHA_FLOOR) * shown)
     for c, name in enumerate(["image", *order]):
         axes[0, c].set_title(name, fontsize=8)
     for ax in axes.flat:
@@ -90,15 +96,21 @@ def plot_grid(stored: list[StoredMaps], title: str, path: Path, methods: list[st
 
 
 def plot_saliency_grids(paths: list[Path], labels: dict[tuple[str, str], str], methods: list[str],
-                        directory: Path) -> list[tuple[str, Path]]:
-    """One grid per architecture found in ``paths``: (architecture label, figure path)."""
+                        directory: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """One grid per architecture found in ``paths``: ((architecture label, figure path) pairs,
+    messages for map files that could not be read; one bad file must not cost the whole report)."""
     groups: dict[tuple[str, str], list[StoredMaps]] = {}
+    skipped = []
     for path in paths:
-        stored = read_maps(path)
+        try:
+            stored = read_maps(path)
+        except (OSError, RuntimeError, ValueError, KeyError, AttributeError, EOFError, pickle.UnpicklingError) as error:
+            skipped.append(one_line(f"{path.name}: {type(error).__name__}: {error}"))
+            continue
         groups.setdefault((stored.model, stored.dataset), []).append(stored)
     written = []
     for (model, dataset), stored in groups.items():
         label = labels.get((model, dataset), f"{model} / {dataset}")
         title = f"{label}: maps over images (|map| / 99th percentile)"
         written.append((label, plot_grid(stored, title, directory / f"saliency_{slug(model, dataset)}.png", methods)))
-    return written
+    return written, skipped

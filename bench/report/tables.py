@@ -56,7 +56,7 @@ def agreement_table(analysis: Analysis) -> pd.DataFrame:
 def speed_table(analysis: Analysis, value: str) -> pd.DataFrame:
     """method x model: best images/s or the efficiency at that batch size."""
     timings = analysis.run.timings
-    models = list(dict.fromkeys(analysis.run.scores["model"]))
+    models = list(dict.fromkeys(st.architecture.model for st in analysis.stats))
     wide = speed_matrix(timings, value, analysis.methods, models)
     formatter = fmt.throughput if value == "images_per_s" else fmt.number
     return wide.map(lambda v: formatter(float(v))).rename_axis(index="method", columns=None)
@@ -64,7 +64,11 @@ def speed_table(analysis: Analysis, value: str) -> pd.DataFrame:
 
 def timing_details(analysis: Analysis) -> pd.DataFrame:
     """Every timed (model, method, batch size) row, as measured."""
-    t = analysis.run.timings.sort_values(["model", "method", "batch_size"], kind="stable")
+    order = {m: i for i, m in enumerate(analysis.methods)}
+    t = analysis.run.timings.assign(_order=analysis.run.timings["method"].map(order).fillna(len(order)))
+    models = {m: i for i, m in enumerate(dict.fromkeys(st.architecture.model for st in analysis.stats))}
+    t = t.assign(_model=t["model"].map(models).fillna(len(models)))
+    t = t.sort_values(["_model", "_order", "batch_size"], kind="stable")
     best = best_timings(t).set_index(["model", "method"])["batch_size"]
     return pd.DataFrame({
         "model": t["model"], "method": t["method"],
@@ -86,7 +90,7 @@ def error_table(analysis: Analysis) -> pd.DataFrame:
     """One row per failed cell (model, dataset, method, metric, seed) with its message."""
     errors = analysis.run.errors
     frame = errors[["model", "dataset", "method", "metric", "seed", "error"]].drop_duplicates()
-    return frame.assign(error=frame["error"].astype(str).str.strip()).reset_index(drop=True)
+    return frame.assign(error=[fmt.one_line(e) for e in frame["error"]]).reset_index(drop=True)
 
 
 def missing_table(analysis: Analysis) -> pd.DataFrame:

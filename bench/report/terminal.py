@@ -19,9 +19,10 @@ def summary_frame(run: Run) -> pd.DataFrame:
     failed = set(map(tuple, run.errors[["model", "dataset", "method", "metric"]].to_numpy()))
     speed = best_timings(run.timings).set_index(["model", "method"]) if run.timings is not None else None
     rows = []
-    for arch in architectures(run.scores):
+    methods = method_order(run.scores, run.metadata)
+    for arch in architectures(run.scores, run.metadata):
         present = run.scores[(run.scores["model"] == arch.model) & (run.scores["dataset"] == arch.dataset)]
-        for method in [m for m in method_order(run.scores) if m in set(present["method"])]:
+        for method in [m for m in methods if m in set(present["method"])]:
             row = {"architecture": arch.label, "method": method}
             timed = speed is not None and (arch.model, method) in speed.index
             row["images/s"] = fmt.throughput(speed.at[(arch.model, method), "images_per_s"]) if timed else fmt.NO_VALUE

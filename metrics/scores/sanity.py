@@ -96,7 +96,7 @@ def _randomisation_check(*, mode: str, model: nn.Module, x: Tensor, target: Tens
     curves = {m: as_scores(torch.stack(rows[m], dim=1)) for m in similarity.MEASURES}
     extras: dict[str, Any] = {f"curves_{m}": curves[m] for m in similarity.MEASURES}
     # original_valid: False where the trained model's map is constant (every similarity NaN)
-    extras.update(blocks=names, errors=errors, measure=measure, mode=mode, order=order,
+    extras.update(block_names=names, errors=errors, measure=measure, mode=mode, order=order,
                   original_valid=reference.valid.cpu())
     if keep_maps:
         extras["maps"] = as_scores(torch.stack(kept, dim=1))  # (N, B, H, W)
@@ -104,24 +104,33 @@ def _randomisation_check(*, mode: str, model: nn.Module, x: Tensor, target: Tens
 
 
 @register("model_randomisation_cascading", category="sanity", direction="lower",
-          params={**_RANDOMISATION, "keep_maps": False}, inputs=("method", "blocks"))
+          params={**_RANDOMISATION, "summary": "mean", "keep_maps": False}, inputs=("method", "blocks"))
 def model_randomisation_cascading(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                                   method: Any, blocks: randomisation.Blocks, order: str = "top_down", seed: int | None = 0,
                                   batchnorm: str = "reset", measure: str = "spearman_abs", hog_cell: int = 16,
-                                  reseed_stochastic: bool = True, keep_maps: bool = False, **_: Any) -> MetricResult:
+                                  reseed_stochastic: bool = True, summary: str = "mean", keep_maps: bool = False,
+                                  **_: Any) -> MetricResult:
     """Cascading model-parameter randomisation: similarity to the original map after each block.
 
     Blocks are re-initialised cumulatively in ``order`` (``top_down``: from the logits, as the
     paper). ``curves`` (N, B): similarity after 1..B randomised blocks (``curve_x``), for
-    ``measure``; ``scores`` (N,): the similarity once every block is randomised (the end of the
-    cascade; NaN if that step failed). Cost: one explanation pass per block (plus one for the
-    original maps when ``attributions`` is None). ``keep_maps`` adds ``extras["maps"]`` (N, B, H, W).
+    ``measure``. ``scores`` (N,), per ``summary``: ``"mean"`` (default) the mean over the B steps,
+    i.e. the normalised area under the paper's curve, which is high for a method that stays
+    similar while the top blocks are randomised (Guided Backprop) even if it decays at the bottom;
+    ``"last"`` the similarity once every block is randomised (Quantus' return_last_correlation).
+    Failed steps are NaN and make the score NaN. ``extras["final"]`` (N,) is always the last step.
+    Cost: one explanation pass per block (plus one for the original maps when ``attributions`` is
+    None). ``keep_maps`` adds ``extras["maps"]`` (N, B, H, W).
     """
+    if summary not in ("mean", "last"):
+        raise ValueError(f"summary must be 'mean' or 'last', got {summary!r}")
     curves, extras = _randomisation_check(mode="cascading", model=model, x=x, target=target, attributions=attributions,
                                           method=method, blocks=blocks, order=order, seed=seed, batchnorm=batchnorm,
                                           measure=measure, hog_cell=hog_cell, reseed_stochastic=reseed_stochastic,
                                           keep_maps=keep_maps)
-    return MetricResult(scores=curves[:, -1].clone(), curves=curves,
+    extras["final"] = curves[:, -1].clone()
+    scores = curves.mean(dim=1) if summary == "mean" else curves[:, -1].clone()
+    return MetricResult(scores=scores, curves=curves,
                         curve_x=torch.arange(1, curves.shape[1] + 1, dtype=torch.float32), extras=extras)
 
 
@@ -134,7 +143,7 @@ def model_randomisation_independent(*, model: nn.Module, x: Tensor, target: Tens
     """Independent model-parameter randomisation: one block at a time, the others trained.
 
     ``curves`` (N, B): similarity with block k alone randomised (``curve_x`` = block index 1..B in
-    ``order``; names in ``extras["blocks"]``). ``scores`` (N,): mean over the blocks that did not
+    ``order``; names in ``extras["block_names"]``). ``scores`` (N,): mean over the blocks that did not
     fail (a method blind to some blocks scores high). Cost: one explanation pass per block.
     """
     curves, extras = _randomisation_check(mode="independent", model=model, x=x, target=target, attributions=attributions,
@@ -219,7 +228,9 @@ def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributi
                  method: Any, seed: int | None = 0, measure: str = "ssim", hog_cell: int = 16,
                  reseed_stochastic: bool = True, **_: Any) -> MetricResult:
     """Random-logit check (Sixt et al. 2020): similarity (N,) of the map for the target class and
-    the map for a uniformly drawn other class (SSIM by default, as Quantus).
+    the map for a uniformly drawn other class (SSIM by default, as Quantus, but on the [0, 1]
+    absolute maps of :mod:`metrics.similarity` with ``data_range=1`` rather than on batch-max
+    normalised signed maps with the pair's own range).
 
     The other class is ``(target + u) mod K`` with u uniform in 1..K-1 from a generator seeded with
     ``seed`` (so it depends on the image's position in the batch); ``extras["other_class"]`` (N,)

@@ -14,6 +14,7 @@ import torch
 
 from bench.report import build_report, summary_table
 from bench.report.bootstrap import bootstrap_mean_ci
+from bench.report.curves import cascade_blocks, cascade_measures, mean_curves, with_original
 
 MODELS = {"cnn_a": 0.0, "cnn_b": -0.05}  # model -> quality offset, so (model, method) means never tie
 METHODS = {"good": 0.9, "saliency": 0.6, "gradcam": 0.45, "random": 0.1}  # quality: "good" is clearly best
@@ -50,15 +51,18 @@ def _write_run(root: Path) -> dict[tuple[str, str, str], list[float]]:
                 expected[(model, method, metric)] = list(values)
                 rows += [{**base, "image": i, "seed": 0, "score": v, "status": "ok", "error": ""}
                          for i, v in enumerate(values)]
-    pd.DataFrame(rows).to_csv(root / "scores.csv", index=False)
+    # The runner collects cells by file name: rows arrive sorted, not in the configuration's order.
+    pd.DataFrame(rows).sort_values(["model", "dataset", "method", "metric"], kind="stable").to_csv(
+        root / "scores.csv", index=False)
 
     curves = []
     for model in MODELS:
         for method, quality in METHODS.items():
             for image in range(N_IMAGES):
                 for x in np.linspace(0, 1, 5):
-                    curves.append((model, DATASET, method, "deletion", "deletion", image, x, (1 - x) ** (1 + 3 * quality), ""))
-                    curves.append((model, DATASET, method, "insertion", "insertion", image, x, x ** (1 - quality / 2), ""))
+                    deleted, inserted = (1 - x) ** (1 + 3 * quality), x ** (1 - quality / 2)
+                    curves.append((model, DATASET, method, "deletion", "deletion", image, x, deleted, ""))
+                    curves.append((model, DATASET, method, "insertion", "insertion", image, x, inserted, ""))
                 for step, block in enumerate(["", "fc", "conv"]):
                     curves.append((model, DATASET, method, "model_randomisation_cascading", "spearman_abs", image,
                                    float(step), 1.0 - step * quality / 2 + rng.normal(0, 0.02), block))
@@ -83,7 +87,8 @@ def _write_run(root: Path) -> dict[tuple[str, str, str], list[float]]:
     (root / "zoo.json").write_text(json.dumps([{"name": f"{m}_{DATASET}", "model": m, "dataset": DATASET,
                                                 "accuracy": 0.9} for m in MODELS]))
     (root / "metadata.json").write_text(json.dumps({
-        "run": "fake-run", "config": {"images": N_IMAGES, "seed": 0}, "git_revision": "abc1234",
+        "run": "fake-run", "config": {"n_images": N_IMAGES, "seed": 0, "models": list(MODELS),
+                                       "methods": {m: {} for m in METHODS}}, "git_revision": "abc1234",
         "versions": {"torch": torch.__version__}, "device": {"type": "cpu", "name": "test cpu"},
         "started": "2024-01-01T00:00:00", "finished": "2024-01-01T00:01:00",
         "notes": ["iterations trimmed to 5 to fit the time budget"]}))
@@ -141,10 +146,13 @@ def test_metric_tables_hold_the_means_per_method_and_architecture(run: tuple[Pat
         arrow = "↑" if direction == "higher" else "↓"
         table = _table_after(markdown, f"### {metric} ({category}, {arrow} {direction} is better)")
         assert table[0] == ["method", "cnn_a", "cnn_b"]
-        assert [r[0] for r in table[1:]] == list(METHODS)
+        assert [r[0] for r in table[1:]] == list(METHODS)  # configuration order, not file order
     insertion = _table_after(markdown, "### insertion")
     good_a = sum(expected[("cnn_a", "good", "insertion")]) / N_IMAGES  # plain mean, no NaN in this cell
     assert _mean_ci(_cell(insertion, "good", "cnn_a"))[0] == pytest.approx(good_a, abs=5e-4)
+    for (model, method, metric), values in expected.items():  # every other cell, NaN-aware
+        shown = _mean_ci(_cell(_table_after(markdown, f"### {metric}"), method, model))[0]
+        assert shown == pytest.approx(np.nanmean(values), abs=5e-4), (model, method, metric)
 
 
 def test_nan_scores_are_skipped_and_counted(run: tuple[Path, dict, str]) -> None:
@@ -205,28 +213,48 @@ def test_error_rows_are_listed(run: tuple[Path, dict, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def bare(run: tuple[Path, dict, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same scores without timings, curves, maps or zoo (cheap to build twice)."""
+def bare(run: tuple[Path, dict, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The same scores without timings, curves or zoo, and one unreadable map file, built once:
+    (run dir, report.md text)."""
     root = tmp_path_factory.mktemp("bare")
     for name in ["scores.csv", "metadata.json"]:
         shutil.copy(run[0] / name, root / name)
-    return root
+    (root / "maps").mkdir()
+    (root / "maps" / f"cnn_a__{DATASET}__good.pt").write_bytes(b"not a torch file")
+    return root, build_report(root, n_resamples=100).read_text()
 
 
-def test_run_without_timings_still_builds(bare: Path) -> None:
-    markdown = build_report(bare, n_resamples=100).read_text()
+def test_run_without_timings_still_builds(bare: tuple[Path, str]) -> None:
+    root, markdown = bare
     speed = markdown.split("## Speed", 1)[1].split("\n## ", 1)[0]
     assert "no timings" in speed.lower()
-    assert not (bare / "figures" / "pareto.png").exists()
-    assert (bare / "figures" / "heatmap_cnn_a__synthetic.png").exists()
+    assert not (root / "figures" / "pareto.png").exists()
+    assert (root / "figures" / "heatmap_cnn_a__synthetic.png").exists()
     assert "## Failed cells" in markdown and "## Ranking" in markdown
+    assert f"cnn_a__{DATASET}__good.pt" in markdown  # the unreadable map file is named, not fatal
+    assert not (root / "figures" / f"saliency_cnn_a__{DATASET}.png").exists()
 
 
-def test_rebuild_is_deterministic(bare: Path) -> None:
-    # Seeded bootstrap and stable ordering: the same files give the same report, ranks included.
-    first = build_report(bare, n_resamples=100).read_text()
-    assert build_report(bare, n_resamples=100).read_text() == first
+def test_rebuild_is_deterministic(bare: tuple[Path, str]) -> None:
+    # Seeded bootstrap and stable ordering: the same files give the same report, intervals included.
+    root, first = bare
     assert re.search(r"\[0\.\d{3}, 0\.\d{3}\]", first)  # intervals an unseeded bootstrap would move
+    assert build_report(root, n_resamples=100).read_text() == first
+
+
+def test_cascade_curves_as_the_runner_stores_them() -> None:
+    # The runner keeps the metric's primary curve and one curve per measure ("curves_<measure>"),
+    # with steps 1..B; the figure wants one curve per measure, starting at the original (step 0).
+    names = ["model_randomisation_cascading", "curves_spearman_abs", "curves_ssim"]
+    rows = pd.DataFrame({"architecture": "a", "method": "m", "image": 0, "x": [1.0, 2.0] * 3,
+                         "label": ["fc", "conv"] * 3, "curve": [n for n in names for _ in range(2)],
+                         "y": [0.5, 0.2, 0.5, 0.2, 0.7, 0.4]})
+    measures = cascade_measures(rows)
+    assert list(dict.fromkeys(measures["curve"])) == ["spearman_abs", "ssim"]
+    means = with_original(mean_curves(measures))
+    start = means[(means["curve"] == "ssim") & (means["x"] == 0)]
+    assert start["y"].tolist() == [1.0]
+    assert cascade_blocks(rows) == {0: "original", 1: "fc", 2: "conv"}
 
 
 def test_summary_table(run: tuple[Path, dict, str]) -> None:

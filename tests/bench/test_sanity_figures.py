@@ -80,7 +80,7 @@ def test_cascade_plot_one_line_per_method_one_panel_per_architecture(results: di
 def test_cascade_strip(results: dict[str, object], tmp_path: Path) -> None:
     result = results["gradient"]
     maps = result.extras["maps"][0]  # (B, H, W) for image 0
-    fig = figures.plot_cascade_strip(results["original"][0], maps, result.extras["blocks"], image=results["x"][0],
+    fig = figures.plot_cascade_strip(results["original"][0], maps, result.extras["block_names"], image=results["x"][0],
                                      path=tmp_path / "strip.png")
     assert len(fig.axes) == 2 + len(BLOCKS)
     assert [ax.get_title() for ax in fig.axes][:2] == ["input", "original"]

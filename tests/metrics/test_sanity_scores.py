@@ -111,18 +111,21 @@ def test_one_explanation_pass_per_block_and_shapes(name: str) -> None:
     before = _state(model)
     result = metrics.get(name).compute(model=model, x=x, target=target, attributions=original, method=method, blocks=BLOCKS)
     assert method.calls == len(BLOCKS)  # the original maps are reused, not recomputed
+    method.calls = 0
     assert result.curves.shape == (3, len(BLOCKS)) and result.scores.shape == (3,)
     assert result.curve_x.tolist() == [1.0, 2.0, 3.0]
-    assert result.extras["blocks"] == ["fc", "body", "stem"]
+    assert result.extras["block_names"] == ["fc", "body", "stem"]
     assert result.extras["errors"] == {}
     for measure in MEASURES:
         assert result.extras[f"curves_{measure}"].shape == (3, len(BLOCKS))
     assert torch.equal(result.curves, result.extras["curves_spearman_abs"])
     assert torch.isfinite(result.curves).all() and (result.curves < 1).any()
+    assert torch.allclose(result.scores, result.curves.mean(dim=1))
     if name == "model_randomisation_cascading":
-        assert torch.equal(result.scores, result.curves[:, -1])
-    else:
-        assert torch.allclose(result.scores, result.curves.mean(dim=1))
+        assert torch.equal(result.extras["final"], result.curves[:, -1])
+        last = metrics.get(name).compute(model=model, x=x, target=target, attributions=original, method=method,
+                                         blocks=BLOCKS, summary="last")
+        assert torch.equal(last.scores, result.curves[:, -1])
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     method.calls = 0
     metrics.get(name).compute(model=model, x=x, target=target, attributions=None, method=method, blocks=BLOCKS)
@@ -133,7 +136,7 @@ def test_bottom_up_order_and_primary_measure() -> None:
     model, x, target = tiny(), images(), torch.tensor([0, 1, 2])
     result = sanity.model_randomisation_cascading(model=model, x=x, target=target, method=Gradient(), blocks=BLOCKS,
                                                   order="bottom_up", measure="ssim", keep_maps=True)
-    assert result.extras["blocks"] == ["stem", "body", "fc"]
+    assert result.extras["block_names"] == ["stem", "body", "fc"]
     assert torch.equal(result.curves, result.extras["curves_ssim"])
     assert result.extras["maps"].shape == (3, 3, 48, 48)
 
@@ -152,7 +155,7 @@ def test_failing_block_is_nan_with_its_message_and_the_rest_is_kept() -> None:
     before = _state(model)
     method = Gradient(fail_if_changed="body.0.weight", reference=model)
     result = sanity.model_randomisation_independent(model=model, x=x, target=target, method=method, blocks=BLOCKS)
-    failed = result.extras["blocks"].index("body")
+    failed = result.extras["block_names"].index("body")
     assert list(result.extras["errors"]) == ["body"]
     assert "cannot explain this model" in result.extras["errors"]["body"]
     assert torch.isnan(result.curves[:, failed]).all()
@@ -234,6 +237,8 @@ def test_bad_input_is_a_clear_error() -> None:
     assert method.calls == 0  # bad blocks are caught before any explanation is spent
     with pytest.raises(ValueError, match="measure"):
         sanity.model_randomisation_cascading(model=model, x=x, target=target, method=method, blocks=BLOCKS, measure="l2")
+    with pytest.raises(ValueError, match="summary"):
+        sanity.model_randomisation_cascading(model=model, x=x, target=target, method=method, blocks=BLOCKS, summary="auc")
     with pytest.raises(ValueError, match="batchnorm"):
         sanity.model_randomisation_independent(model=model, x=x, target=target, method=method, blocks=BLOCKS,
                                                batchnorm="freeze")
@@ -271,3 +276,12 @@ def test_stochastic_methods_get_a_fresh_seed_per_pass(reseed: bool) -> None:
             assert values.abs().max() < 0.1
         else:  # the same noise every time: exactly model-independent
             assert torch.allclose(values, torch.ones_like(values))
+
+
+def test_per_image_results_do_not_depend_on_the_batch() -> None:
+    model, x, target = tiny(), images(), torch.tensor([0, 1, 2])
+    method = Gradient()
+    full = sanity.model_randomisation_cascading(model=model, x=x, target=target, method=method, blocks=BLOCKS)
+    part = sanity.model_randomisation_cascading(model=model, x=x[1:], target=target[1:], method=method, blocks=BLOCKS)
+    for measure in MEASURES:
+        assert torch.allclose(full.extras[f"curves_{measure}"][1:], part.extras[f"curves_{measure}"], atol=1e-5), measure
