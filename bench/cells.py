@@ -96,7 +96,8 @@ def _curve_rows(result: metrics.MetricResult, metric: str) -> list[dict]:
         named[metric] = result.curves
     for key, value in result.extras.items():
         if isinstance(value, Tensor) and value.dim() == 2 and key not in named and key != "curve_x":
-            if result.curves is not None and value.shape == result.curves.shape:
+            same_axis = result.curves is not None and value.shape == result.curves.shape
+            if same_axis and not torch.equal(value.nan_to_num(), result.curves.nan_to_num()):  # not a copy of the primary curve
                 named[key] = value
     if not named:
         return rows

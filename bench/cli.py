@@ -144,7 +144,7 @@ def _filters_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="registered model only: state-dict path or torchvision weights name")
     parser.add_argument("--n-images", dest="n_images", type=int, default=4, help="images whose activations are shown")
     parser.add_argument("--steps", type=int, default=128, help="gradient-ascent steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="ascent start and jitter (and a registered model's init)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", help="PNG path (default results/filters/MODEL.png)")
 

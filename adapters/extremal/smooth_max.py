@@ -86,10 +86,12 @@ def _candidates(params: Tensor, window: int, padding: int, cells: tuple[int, int
 def _fused_forward(params: Tensor, cold_weights: Tensor, window: int, padding: int,
                    cells: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """params (R, 1, h, w), cold_weights = c W (J, P) -> (m (R, P, M), normaliser (R, P, M))."""
-    cv = cold_weights[None, :, :, None] * _candidates(params, window, padding, cells)  # (R, J, P, M)
-    e = torch.exp(cv - COLDNESS)
-    den = e.sum(dim=1)
-    num = (cv * e).sum(dim=1)
+    u = _candidates(params, window, padding, cells)
+    cv = cold_weights[None, :, :, None] * u  # (R, J, P, M), never stored
+    # Two independent reductions, each with its own exp: sharing one exp tensor between them makes
+    # inductor store it (R x J x P x M), which costs far more than computing the exp twice.
+    den = torch.exp(cold_weights[None, :, :, None] * u - COLDNESS).sum(dim=1)
+    num = (cv * torch.exp(cv - COLDNESS)).sum(dim=1)
     return num / (den * COLDNESS), den
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..budget import DEFAULT_MEMORY_MB, rows_for_budget
-from ..lime_common import SegmentLime, lime_kernel
+from ..lime_common import SegmentLime, lime_kernel, numpy_seed
 from ..maps import paint_segments
 from ..registry import register
 from ..seeding import generator
@@ -24,8 +24,11 @@ class LimeCaptumMethod(SegmentLime):
     package's choices plugged in (see :class:`SegmentLime`): the superpixels as the feature mask,
     ``hide_value`` as the baseline, the first sample all ones, lime's kernel as the similarity, and
     lime's ridge regression (alpha 1, intercept, sample weights) solved in closed form on the device
-    as the interpretable model. Only the random draws differ from ``lime``: a torch generator per
-    image on the device instead of numpy's RandomState.
+    as the interpretable model. The samples come from a torch generator per image on the device,
+    seeded with the same 32-bit seed as ``lime``'s numpy RandomState. On the CPU both are MT19937
+    and both take the low bit of each 32-bit draw, so the samples, and hence the maps, equal
+    ``lime``'s to float precision; on CUDA (Philox) they are different draws of the same
+    distribution.
 
     Why ``LimeBase`` in the interpretable space rather than ``Lime(feature_mask=...)``: ``Lime``
     builds every perturbed image in its Python sampling loop, one small tensor op chain per sample
@@ -58,7 +61,8 @@ class LimeCaptumMethod(SegmentLime):
         maps, weights = [], []
         for i, seed in enumerate(seeds):
             n_segments = int(segments[i].max()) + 1
-            samples = torch.randint(0, 2, (n_samples, n_segments), generator=generator(seed, x.device), device=x.device)
+            samples = torch.randint(0, 2, (n_samples, n_segments), generator=generator(numpy_seed(seed), x.device),
+                                    device=x.device)
             samples[0] = 1  # as lime: the unperturbed image is the first sample
             explainer = LimeBase(
                 _SegmentClassifier(model, x[i], segments[i], self.params["hide_value"]),

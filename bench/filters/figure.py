@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -41,9 +42,10 @@ def plot_filters(visualisations: Tensor, activations: Tensor, images: Tensor, fi
     maps = torch.nn.functional.interpolate(activations.detach().float().cpu(), size=images.shape[-2:],
                                            mode="bilinear", align_corners=False)
     scale = maps.amax(dim=(0, 2, 3)).clamp_min(1e-12)  # (F,): per-filter scale over every image
-    sns.set_theme(style="white", context="paper")
-    fig, axes = plt.subplots(1 + n_images, n_filters, figsize=(1.5 * n_filters + 0.6, 1.5 * (1 + n_images) + 0.4),
-                             squeeze=False)
+    # Scoped styles, not sns.set_theme: the report's other figures keep their own theme.
+    with sns.axes_style("white"), sns.plotting_context("paper"):
+        fig, axes = plt.subplots(1 + n_images, n_filters, squeeze=False,
+                                 figsize=(1.5 * n_filters + 0.6, 1.5 * (1 + n_images) + 0.4))
     for j, f in enumerate(filters):
         axes[0, j].imshow(visualisations[j].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
         axes[0, j].set_title(f"filter {f}", fontsize=8)
@@ -70,7 +72,7 @@ def plot_filters(visualisations: Tensor, activations: Tensor, images: Tensor, fi
 
 def filters_figure(model: nn.Module, spec: ModelSpec, images_x: Tensor, path: str | Path, *, layer: str | None = None,
                    filters: Sequence[int] | None = None, n_filters: int = 8, n_images: int = 4, steps: int = 128,
-                   seed: int = 0, **ascent: float) -> dict:
+                   seed: int = 0, **ascent: Any) -> dict:
     """Visualise filters of ``layer`` and their maps on the first ``n_images`` of ``images_x``; write a PNG.
 
     ``images_x``: (N, 3, H, W) preprocessed as ``spec`` does, on the model's device. ``layer``
@@ -102,7 +104,7 @@ def filters_figure(model: nn.Module, spec: ModelSpec, images_x: Tensor, path: st
 
 
 def report_page(model: nn.Module, spec: ModelSpec, images_x: Tensor, out_dir: str | Path, *, name: str | None = None,
-                **options: object) -> Path:
+                **options: Any) -> Path:
     """The filters page of one architecture for the run report: ``out_dir/filters_<name>.png``.
 
     ``name`` (default ``spec.name``) names the file: pass the zoo entry name when two entries
@@ -113,7 +115,7 @@ def report_page(model: nn.Module, spec: ModelSpec, images_x: Tensor, out_dir: st
     stem = f"filters_{name or spec.name}"
     out_dir = Path(out_dir)
     path = out_dir / f"{stem}.png"
-    summary = filters_figure(model, spec, images_x, path, **options)  # type: ignore[arg-type]
+    summary = filters_figure(model, spec, images_x, path, **options)
     (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return path
 
