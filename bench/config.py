@@ -50,6 +50,8 @@ class RunConfig:
     output: str = "results"
     report: bool = True
     maps_per_model: int = 6
+    filters: bool = False  # add a filters page (gradient-ascent filter views) per architecture to the report
+    filters_steps: int = 128
     timing: TimingConfig = field(default_factory=TimingConfig)
     notes: list[str] = field(default_factory=list)
 

@@ -80,6 +80,8 @@ def run(config: RunConfig, *, executor: str = "local", timing: bool | None = Non
     errors = sum(o.errors for o in outcomes)
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors")
 
+    if config.filters:
+        write_filter_pages(config, run_dir, device, echo)
     if config.timing.enabled if timing is None else timing:
         run_timing(config, run_dir, echo=echo)
     collect_run(run_dir)
@@ -95,6 +97,22 @@ def run(config: RunConfig, *, executor: str = "local", timing: bool | None = Non
         echo(summary_table(run_dir))
         echo(f"report: {report}")
     return run_dir
+
+
+def write_filter_pages(config: RunConfig, run_dir: Path, device, echo=print) -> None:
+    """One filters page per (model, dataset) of the grid; a failure is reported and the run goes on."""
+    from .filters import report_page
+    from .grid import load_subject
+    from .models import get_spec
+
+    for model_name, dataset in sorted({(g.model, g.dataset) for g in plan(config)}):
+        try:
+            subject = load_subject(config, model_name, dataset, device.torch_device)
+            spec = zoo.ENTRIES[model_name].spec() if model_name in zoo.ENTRIES else get_spec(model_name)
+            report_page(subject.model, spec, subject.x, run_dir / "figures", name=f"{model_name}__{dataset}",
+                        steps=config.filters_steps, seed=config.seed)
+        except Exception as error:  # a view is a nice-to-have: never lose the run for it
+            echo(f"filters page for {model_name}/{dataset} failed: {type(error).__name__}: {error}")
 
 
 def run_timing(config: RunConfig, run_dir: Path, echo=print) -> int:

@@ -82,13 +82,16 @@ class ProjectedSGD:
         params.add_(self.buffer, alpha=-self.lr).clamp_(0, 1)
 
 
-def perturbed_inputs(pyramid: Tensor, image: Tensor, mask: Tensor, variant: str) -> Tensor:
-    """Model inputs for masks (R, 1, H, W): (R, C, H, W), or (2R, C, H, W) for ``dual`` (preserve rows first)."""
+def perturbed_inputs(pyramid: Tensor, image: Tensor, mask: Tensor, variant: str, flip: bool = False,
+                     backend: Backend | None = None) -> Tensor:
+    """Model inputs for masks (R, 1, H, W): (R, C, H, W), or (2R, C, H, W) for ``dual`` (preserve
+    rows first), mirrored horizontally when ``flip``."""
     if variant == "preserve":
-        return apply_mask(pyramid, image, mask)
+        return apply_mask(pyramid, image, mask, flip, backend)
     if variant == "delete":
-        return apply_mask(pyramid, image, 1 - mask)
-    return torch.cat((apply_mask(pyramid, image, mask), apply_mask(pyramid, image, 1 - mask)))
+        return apply_mask(pyramid, image, 1 - mask, flip, backend)
+    return torch.cat((apply_mask(pyramid, image, mask, flip, backend),
+                      apply_mask(pyramid, image, 1 - mask, flip, backend)))
 
 
 def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tensor, areas: Sequence[float],
@@ -149,9 +152,8 @@ def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Te
     cropped = pyramid.new_empty(0)
     for t in range(settings.iterations):
         cropped, padded = generator(params)
-        inputs = perturbed_inputs(pyramid, image, cropped, settings.variant)
-        if settings.flip and t % 2 == 0:
-            inputs = inputs.flip(3)
+        inputs = perturbed_inputs(pyramid, image, cropped, settings.variant, settings.flip and t % 2 == 0,
+                                  generator.backend)
         reward = variant_reward(model(inputs), target, settings.reward, settings.variant)
         residual = area_residual(padded, reference)
         energy = reward - weights[t] * residual

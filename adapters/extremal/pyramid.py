@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .backend import Backend, call_rows, compiled
+
 PERTURBATIONS: tuple[str, ...] = ("blur", "fade")
 
 #: Added to sqrt(2) sigma in the Gaussian's denominator, as in TorchRay's ``imsmooth`` (float32
@@ -63,25 +65,35 @@ def perturbation_pyramid(x: Tensor, levels: int = 8, max_blur: float = 20.0, kin
 
 
 class PyramidInterpolation(torch.autograd.Function):
-    """z[r] = (1 - w) y_k + w y_{min(k+1, L-1)} of image ``index[r]``'s pyramid, k = floor((L-1) m), w = (L-1) m - k.
+    """z[r] = (1 - w) y_k + w y_{min(k+1, L-1)} of image ``index[r]``'s pyramid, k = floor((L-1) m), w = (L-1) m - k,
+    mirrored horizontally when ``flip``.
 
     Saves only the mask (the pyramid is held by the caller anyway) and gathers the two levels
     again in the backward pass, where dz/dm = (L - 1)(y_{k+1} - y_k): zero at m = 1, where both
-    levels are the image, and the floor carries no gradient.
+    levels are the image, and the floor carries no gradient. With the compiled backend the gathers,
+    the interpolation and the flip are one fused kernel each way.
     """
 
     @staticmethod
-    def forward(ctx, pyramid: Tensor, index: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
-        y0, y1, w = _gather_levels(pyramid, index, mask)
+    def forward(ctx, pyramid: Tensor, index: Tensor, mask: Tensor, flip: bool,  # type: ignore[override]
+                backend: Backend | None) -> Tensor:
+        fused = backend is not None and backend.resolved == "compiled"
+        ctx.setup = (flip, fused)
         ctx.save_for_backward(pyramid, index, mask)
-        return (1 - w) * y0 + w * y1
+        if fused:
+            return call_rows(compiled("apply_forward", _interpolate), [index, mask], pyramid, flip)
+        return _interpolate(index, mask, pyramid, flip)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         pyramid, index, mask = ctx.saved_tensors
-        y0, y1, _ = _gather_levels(pyramid, index, mask)
-        grad_mask = (grad * (y1 - y0)).sum(dim=1, keepdim=True) * (pyramid.shape[1] - 1)
-        return None, None, grad_mask
+        flip, fused = ctx.setup
+        if fused:
+            grad_mask = call_rows(compiled("apply_backward", _interpolation_grad), [index, mask, grad.contiguous()],
+                                  pyramid, flip)
+        else:
+            grad_mask = _interpolation_grad(index, mask, grad, pyramid, flip)
+        return None, None, grad_mask, None, None
 
 
 def _gather_levels(pyramid: Tensor, index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -98,6 +110,22 @@ def _gather_levels(pyramid: Tensor, index: Tensor, mask: Tensor) -> tuple[Tensor
     return torch.gather(flat, 0, i0), torch.gather(flat, 0, i1), w
 
 
-def apply_mask(pyramid: Tensor, index: Tensor, mask: Tensor) -> Tensor:
-    """Perturbed inputs (R, C, H, W) for masks (R, 1, H, W) in [0, 1] on the pyramids (N, L, C, H, W) of images ``index`` (R,)."""
-    return PyramidInterpolation.apply(pyramid, index, mask)  # type: ignore[no-any-return]
+def _interpolate(index: Tensor, mask: Tensor, pyramid: Tensor, flip: bool) -> Tensor:
+    y0, y1, w = _gather_levels(pyramid, index, mask)
+    z = (1 - w) * y0 + w * y1
+    return z.flip(3) if flip else z
+
+
+def _interpolation_grad(index: Tensor, mask: Tensor, grad: Tensor, pyramid: Tensor, flip: bool) -> Tensor:
+    y0, y1, _ = _gather_levels(pyramid, index, mask)
+    if flip:
+        grad = grad.flip(3)
+    return (grad * (y1 - y0)).sum(dim=1, keepdim=True) * (pyramid.shape[1] - 1)
+
+
+def apply_mask(pyramid: Tensor, index: Tensor, mask: Tensor, flip: bool = False,
+               backend: Backend | None = None) -> Tensor:
+    """Perturbed inputs (R, C, H, W) for masks (R, 1, H, W) in [0, 1] on the pyramids (N, L, C, H, W)
+    of images ``index`` (R,), mirrored horizontally when ``flip``. ``backend``: a resolved
+    :class:`.backend.Backend` (None: eager)."""
+    return PyramidInterpolation.apply(pyramid, index, mask, flip, backend)  # type: ignore[no-any-return]

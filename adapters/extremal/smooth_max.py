@@ -19,7 +19,7 @@ Kernels (:mod:`.backend`):
   of a row in one tensor, which makes float64 masks agree with TorchRay's bit for bit on the sizes
   we test (so that ties in the area sort break the same way).
 * compiled: the same formulas fused by ``torch.compile`` into one pass over the candidates of
-  every pixel of every row (the unfold is index arithmetic, nothing per candidate is stored). It
+  every pixel of every row (nothing per candidate is stored; U itself is J x M per row). It
   exponentiates ``c V - c`` instead of subtracting each pixel's maximum: V lies in [0, 1], so the
   exponent lies in [-c, 0] and nothing overflows.
 """
@@ -75,18 +75,8 @@ def _eager_backward(u: Tensor, weights: Tensor, m: Tensor, grad: Tensor, block: 
 # Fused kernels (torch.compile), all rows at once
 # --------------------------------------------------------------------------------------------
 
-def _candidates(params: Tensor, window: int, padding: int, cells: tuple[int, int]) -> Tensor:
-    """params (R, 1, h, w) -> U (R, J, 1, M), materialised (small: J x M per row) so that the
-    consumer reads it contiguously instead of re-deriving the window indices per candidate."""
-    padded = F.pad(params[:, 0], (padding, padding, padding, padding))
-    u = padded.unfold(1, cells[0], 1).unfold(2, cells[1], 1).contiguous()  # (R, window, window, Hm, Wm)
-    return u.reshape(params.shape[0], window * window, 1, cells[0] * cells[1])
-
-
-def _fused_forward(params: Tensor, cold_weights: Tensor, window: int, padding: int,
-                   cells: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """params (R, 1, h, w), cold_weights = c W (J, P) -> (m (R, P, M), normaliser (R, P, M))."""
-    u = _candidates(params, window, padding, cells)
+def _fused_forward(u: Tensor, cold_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """u (R, J, 1, M) candidates, cold_weights = c W (J, P) -> (m (R, P, M), normaliser (R, P, M))."""
     cv = cold_weights[None, :, :, None] * u  # (R, J, P, M), never stored
     # Two independent reductions, each with its own exp: sharing one exp tensor between them makes
     # inductor store it (R x J x P x M), which costs far more than computing the exp twice.
@@ -95,28 +85,27 @@ def _fused_forward(params: Tensor, cold_weights: Tensor, window: int, padding: i
     return num / (den * COLDNESS), den
 
 
-def _fused_backward(params: Tensor, m: Tensor, den: Tensor, grad: Tensor, cold_weights: Tensor, weights: Tensor,
-                    window: int, padding: int, cells: tuple[int, int]) -> Tensor:
-    """dL/dU (R, J, M) for dL/dm ``grad`` (R, P, M)."""
-    cv = cold_weights[None, :, :, None] * _candidates(params, window, padding, cells)
-    e = torch.exp(cv - COLDNESS)
-    t = e * (cv + (1 - COLDNESS * m)[:, None]) * (grad / den)[:, None]
+def _fused_backward(u: Tensor, m: Tensor, den: Tensor, grad: Tensor, cold_weights: Tensor,
+                    weights: Tensor) -> Tensor:
+    """dL/dU (R, J, M) for dL/dm ``grad`` (R, P, M); u (R, J, 1, M)."""
+    cv = cold_weights[None, :, :, None] * u
+    t = torch.exp(cv - COLDNESS) * (cv + (1 - COLDNESS * m)[:, None]) * (grad / den)[:, None]
     return (t * weights[None, :, :, None]).sum(dim=2)
 
 
-def fused_forward(params: Tensor, weights: Tensor, window: int, padding: int,
-                  cells: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Compiled :func:`_fused_forward` on weights (J, P, 1)."""
+def fused_forward(u: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Compiled :func:`_fused_forward`: u (R, J, M) from ``F.unfold``, weights (J, P, 1)."""
     fn = compiled("smooth_max_forward", _fused_forward)
-    return call_rows(fn, [params], COLDNESS * weights[:, :, 0], window, padding, cells)  # type: ignore[no-any-return]
+    # U is computed eagerly (it is small) and passed in: inside the graph, the window indexing
+    # would stop the candidate loop from vectorising.
+    return call_rows(fn, [u.unsqueeze(2)], COLDNESS * weights[:, :, 0])  # type: ignore[no-any-return]
 
 
-def fused_backward(params: Tensor, m: Tensor, den: Tensor, grad: Tensor, weights: Tensor, window: int,
-                   padding: int, cells: tuple[int, int]) -> Tensor:
-    """Compiled :func:`_fused_backward` on weights (J, P, 1)."""
+def fused_backward(u: Tensor, m: Tensor, den: Tensor, grad: Tensor, weights: Tensor) -> Tensor:
+    """Compiled :func:`_fused_backward`: dL/du (R, J, M)."""
     fn = compiled("smooth_max_backward", _fused_backward)
     w = weights[:, :, 0]
-    return call_rows(fn, [params, m, den, grad], COLDNESS * w, w, window, padding, cells)  # type: ignore[no-any-return]
+    return call_rows(fn, [u.unsqueeze(2), m, den, grad], COLDNESS * w, w)  # type: ignore[no-any-return]
 
 
 class SmoothMax(torch.autograd.Function):
@@ -130,12 +119,11 @@ class SmoothMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, params: Tensor, weights: Tensor, window: int, padding: int,  # type: ignore[override]
                 cells: tuple[int, int], backend: Backend) -> Tensor:
-        kind = backend.resolve(params.dtype, params.device,
-                               lambda: _probe_fused(params[:1], weights, window, padding, cells))
+        u = F.unfold(params, (window, window), padding=(padding, padding))
+        kind = backend.resolve(params.dtype, params.device, lambda: _probe_fused(u[:1], weights))
         if kind == "compiled":
-            m, den = fused_forward(params, weights, window, padding, cells)
+            m, den = fused_forward(u, weights)
         else:
-            u = F.unfold(params, (window, window), padding=(padding, padding))
             m, den = _eager_forward(u, weights, backend.eager_block), params.new_empty(0)
         ctx.setup = (window, padding, cells, kind, backend.eager_block)
         ctx.save_for_backward(params, weights, m, den)
@@ -145,20 +133,20 @@ class SmoothMax(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         params, weights, m, den = ctx.saved_tensors
         window, padding, cells, kind, block = ctx.setup
+        u = F.unfold(params, (window, window), padding=(padding, padding))
         if kind == "compiled":
-            grad_u = fused_backward(params, m, den, grad.contiguous(), weights, window, padding, cells)
+            grad_u = fused_backward(u, m, den, grad.contiguous(), weights)
         else:
-            u = F.unfold(params, (window, window), padding=(padding, padding))
             grad_u = _eager_backward(u, weights, m, grad, block)
         grad_params = F.fold(grad_u, tuple(params.shape[-2:]), (window, window), padding=(padding, padding))
         return grad_params, None, None, None, None, None
 
 
-def _probe_fused(params: Tensor, weights: Tensor, window: int, padding: int, cells: tuple[int, int]) -> None:
+def _probe_fused(u: Tensor, weights: Tensor) -> None:
     """Compile and run the fused kernels once (raises if this machine cannot compile them)."""
     with torch.no_grad():
-        m, den = fused_forward(params.detach(), weights, window, padding, cells)
-        fused_backward(params.detach(), m, den, torch.ones_like(m), weights, window, padding, cells)
+        m, den = fused_forward(u, weights)
+        fused_backward(u, m, den, torch.ones_like(m), weights)
 
 
 def smooth_max_mask(params: Tensor, weights: Tensor, window: int, padding: int, cells: tuple[int, int],

@@ -76,6 +76,10 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
                for measure, p in figures.cascades]
     blocks += [Image(_relative(analysis, p), f"{label}: saliency grid (images x methods)")
                for label, p in figures.saliency]
+    # Filter views, written by the runner when the configuration asks for them (filters = true).
+    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('filters_')}: filters of the Grad-CAM layer, "
+                                             "gradient ascent (top) and activation maps on held-out images")
+               for p in sorted((analysis.run.path / "figures").glob("filters_*.png"))]
     if figures.skipped_maps:
         blocks += [Paragraph("Map files that could not be read (left out of the saliency grids):"),
                    Bullets(figures.skipped_maps)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from lime.lime_image import LimeImageExplainer
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr
 from skimage.segmentation import slic
 from sklearn.linear_model import Ridge
 from sklearn.metrics import pairwise_distances
@@ -70,13 +70,14 @@ def test_lime_captum_agrees_with_lime_where_the_answer_is_known(maps_close):
     captum.attribute(model, x, 0)
     for i in range(2):
         a, b = package.diagnostics["segment_weights"][i], captum.diagnostics["segment_weights"][i]
-        assert spearmanr(a.numpy(), b.numpy())[0] > 0.9
+        # Segments outside the quadrant have zero true weight: their order is sampling noise, so
+        # the linear correlation and the top segments are what must agree, not the full ranking.
+        assert pearsonr(a.numpy(), b.numpy())[0] > 0.75
         segments = package.diagnostics["segments"][i]
-        inside = torch.tensor([bool((segments[:16, :16] == k).any()) for k in range(len(a))])
-        top = 4
-        assert set(a.argsort(descending=True)[:top].tolist()) <= set(torch.nonzero(inside).flatten().tolist())
-        overlap = set(a.argsort(descending=True)[:top].tolist()) & set(b.argsort(descending=True)[:top].tolist())
-        assert len(overlap) >= top - 1
+        inside = {k for k in range(len(a)) if bool((segments[:16, :16] == k).any())}
+        top_a, top_b = set(a.argsort(descending=True)[:4].tolist()), set(b.argsort(descending=True)[:4].tolist())
+        assert top_a <= inside and top_b <= inside
+        assert len(top_a & top_b) >= 3
 
 
 def test_lime_captum_reproduces_lime_on_the_cpu(model, images, targets, maps_close):

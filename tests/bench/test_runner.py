@@ -78,3 +78,14 @@ def test_timing_cells_are_measured_with_pytest_benchmark(tmp_path) -> None:
     assert "torch" in bench["machine_info"] and "cudnn" in bench["machine_info"]
     timings = pd.read_csv(run_dir / "timings.csv")
     assert timings.loc[0, "model"] == "small_cnn" and timings.loc[0, "roofline_s"] > 0
+
+
+def test_report_with_filter_pages_is_built_from_the_run(tmp_path) -> None:
+    config = _config(tmp_path, report=True, filters=True, filters_steps=4, methods={"saliency": {}, "random": {}},
+                     metrics={"deletion": {"n_steps": 4}})
+    run_dir = run(config, echo=lambda *_: None)
+    page = run_dir / "figures" / "filters_small_cnn__synthetic.png"
+    assert page.is_file() and page.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (run_dir / "report.md").read_text()
+    assert "figures/filters_small_cnn__synthetic.png" in report
+    assert "saliency" in report and "deletion" in report
