@@ -2,6 +2,7 @@
 before any work starts, and the subjects (model + images) the cells run on."""
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import json
@@ -85,6 +86,9 @@ def validate(config: RunConfig) -> None:
         if unknown:
             raise ConfigError(f"metric {name!r}: unknown parameter(s) {unknown}; "
                               f"protocol parameters: {sorted(metrics.get(name).params)}")
+    for pattern in config.exclude:
+        if pattern.count(":") != 1:
+            raise ConfigError(f"exclude entries are 'method:metric' patterns, got {pattern!r}")
     if config.target not in ("predicted", "label"):
         raise ConfigError(f"target must be 'predicted' or 'label', got {config.target!r}")
     for key in ("n_images", "batch_size"):
@@ -94,8 +98,13 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("no (model, dataset) pair matches the configuration")
 
 
+def excluded(config: RunConfig, method: str, metric: str) -> bool:
+    """True when a ``method:metric`` pattern of ``config.exclude`` matches (e.g. ``extremal:model_randomisation_*``)."""
+    return any(fnmatch.fnmatch(f"{method}:{metric}", pattern) for pattern in config.exclude)
+
+
 def plan(config: RunConfig) -> list[Group]:
-    return [Group(model, dataset, method, tuple(config.metrics))
+    return [Group(model, dataset, method, tuple(m for m in config.metrics if not excluded(config, method, m)))
             for model in config.models for dataset in _datasets_for(model, config) for method in config.methods]
 
 

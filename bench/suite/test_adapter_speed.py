@@ -32,7 +32,7 @@ from bench.device import resolve_device
 from bench.timing import roofline, set_active_device
 
 BATCH, SIZE, ROUNDS, WARMUP = 8, 224, 5, 1
-LIME_IMAGES, LIME_ROUNDS = 4, 3
+LIME_IMAGES, LIME_ROUNDS = 2, 3
 MIN_EFFICIENCY = float(os.environ.get("ADAPTER_MIN_EFFICIENCY", "0.9"))
 GRADIENT_METHODS = {
     "saliency": {},
