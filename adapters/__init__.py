@@ -1,4 +1,12 @@
-"""One interface over every attribution method: ``adapters.get(name, **params).attribute(model, x, target)``."""
+"""One interface over every attribution method: ``adapters.get(name, **params).attribute(model, x, target)``.
+
+Adding a method: a file in ``adapters/methods/`` with a :class:`Method` subclass decorated with
+``@register("name")``; parameters are keyword arguments of ``__init__`` passed to
+``super().__init__(**params)``; implement ``_attribute(model, x, target) -> (N, 1, H, W)`` and
+``cost(**context) -> Cost``; set ``stochastic`` (then take a ``seed``), ``memory_knobs`` (names of
+the internal batch-size parameters) and, for a slow method, ``quick_params()`` (cheap settings).
+The contract tests in ``tests/adapters/`` walk ``names()`` and run on it without further changes.
+"""
 from .base import AttributionError, Cost, Method, UnknownMethodError, UnknownParameterError, check_inputs
 from .registry import get, get_class, names, register
 

@@ -36,12 +36,18 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> f
     return correct / len(x)
 
 
+def training_targets(labels: Tensor, config: TrainConfig) -> Tensor:
+    """The labels a model is fitted to: the true ones, or a seeded permutation of them."""
+    if not config.shuffle_labels:
+        return labels
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed + 1))]
+
+
 def train(spec: ModelSpec, train_x: Tensor, train_y: Tensor, config: TrainConfig, *, label: str = "") -> nn.Module:
     """Train ``spec`` from its seeded initialisation with AdamW and a one-cycle schedule."""
     model = spec.build(seed=config.seed).train()
     generator = torch.Generator().manual_seed(config.seed)
-    if config.shuffle_labels:
-        train_y = train_y[torch.randperm(len(train_y), generator=generator)]
+    train_y = training_targets(train_y, config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = (len(train_x) + config.batch_size - 1) // config.batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,

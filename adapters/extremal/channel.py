@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..base import AttributionError, ModelState
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget
 from ..layers import resolve_layer
-from .area import area_reference, area_residual
+from .area import AreaConstraint
 from .explain import DEFAULT_AREAS, check_targets, frozen_parameters, stack_images
 from .optimiser import ExtremalHistory, ProjectedSGD, StepCallback, new_history, record
 from .rewards import model_rows, variant_reward
@@ -108,7 +108,7 @@ def _optimise(model: nn.Module, module: nn.Module, x: Tensor, image: Tensor, tar
         slot = {t: i for i, t in enumerate(sampled)}
         for start in range(0, rows, chunk_rows):
             chunk = slice(start, min(start + chunk_rows, rows))
-            reference = area_reference(areas[chunk], channels, x.dtype, x.device)
+            constraint = AreaConstraint(areas[chunk], channels, x.dtype, x.device)
             inputs = x[image[chunk]]
             if settings.variant == "dual":
                 inputs = torch.cat((inputs, inputs))
@@ -119,7 +119,7 @@ def _optimise(model: nn.Module, module: nn.Module, x: Tensor, image: Tensor, tar
                     if settings.variant != "dual" else torch.cat((params, 1 - params))
                 flipped = inputs.flip(3) if settings.flip and t % 2 == 0 else inputs
                 reward = variant_reward(model(flipped), target[chunk], settings.reward, settings.variant)
-                residual = area_residual(params, reference)
+                residual = constraint.residual(params)
                 energy = reward - weights[t] * residual
                 (grad,) = torch.autograd.grad(-energy.sum(), params)
                 masks[chunk] = params.detach()

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .area import area_reference, area_residual
+from .area import AreaConstraint
 from .mask_generator import MaskGenerator, MaskGeometry
 from .pyramid import apply_mask
 from .rewards import variant_reward
@@ -145,17 +145,20 @@ def _optimise_chunk(model: nn.Module, pyramid: Tensor, image: Tensor, target: Te
                     history: ExtremalHistory, chunk: slice, callback: StepCallback | None) -> tuple[Tensor, Tensor]:
     rows = image.shape[0]
     geometry = generator.geometry
-    reference = area_reference(areas, geometry.padded_pixels, pyramid.dtype, pyramid.device)
     params = pyramid.new_ones(rows, 1, *geometry.shape_in).requires_grad_(True)
     sgd = ProjectedSGD(settings.lr, settings.momentum, settings.dampening)
     slot = {t: i for i, t in enumerate(sampled)}
     cropped = pyramid.new_empty(0)
+    constraint: AreaConstraint | None = None
     for t in range(settings.iterations):
         cropped, padded = generator(params)
+        if constraint is None:  # the backend is settled by the generator's first call
+            ties = "sort" if generator.backend.resolved == "eager" else "select"
+            constraint = AreaConstraint(areas, geometry.padded_pixels, pyramid.dtype, pyramid.device, ties)
         inputs = perturbed_inputs(pyramid, image, cropped, settings.variant, settings.flip and t % 2 == 0,
                                   generator.backend)
         reward = variant_reward(model(inputs), target, settings.reward, settings.variant)
-        residual = area_residual(padded, reference)
+        residual = constraint.residual(padded)
         energy = reward - weights[t] * residual
         (grad,) = torch.autograd.grad(-energy.sum(), params)
         sgd.step(params, grad)

@@ -87,7 +87,7 @@ class _SegmentClassifier:
 
     def __call__(self, z: Tensor) -> Tensor:
         keep = z.bool()[:, self.segments].unsqueeze(1)  # (B, 1, H, W)
-        images = torch.where(keep, self.x_i, torch.full_like(self.x_i, self.hide_value))
+        images = torch.where(keep, self.x_i, self.hide_value)
         with torch.no_grad():
             return torch.softmax(self.model(images).float(), dim=1)
 

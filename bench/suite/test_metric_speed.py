@@ -34,7 +34,8 @@ from metrics.ranking import pixel_ranks
 SIZE = int(os.environ.get("METRIC_BENCH_SIZE", "64"))
 N_IMAGES = int(os.environ.get("METRIC_BENCH_N", "4"))
 ROUNDS = 3
-STEPS, RUNS, SAMPLES, SENS_SAMPLES = 16, 32, 16, 8
+# STEPS is a multiple of 3 so that Quantus (which flattens C*H*W) can take the same number of steps.
+STEPS, RUNS, SAMPLES, SENS_SAMPLES = 24, 32, 16, 8
 FRACTIONS = [p / 10 for p in range(1, 10)]
 
 
@@ -69,15 +70,19 @@ def report(request: pytest.FixtureRequest):
     lines: list[str] = []
     yield lines
     writer = request.config.pluginmanager.get_plugin("terminalreporter")
-    if writer is not None and lines:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if writer is None or capture is None or not lines:
+        return
+    with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
         writer.write_line("")
         writer.write_line(f"metric speed (resnet18, {N_IMAGES} images of {SIZE}px, {torch.get_num_threads()} threads):")
         for line in lines:
             writer.write_line("  " + line)
 
 
-def median_seconds(fn: Callable[[], Any], rounds: int = ROUNDS) -> float:
-    fn()  # warm-up
+def median_seconds(fn: Callable[[], Any], rounds: int = ROUNDS, warmup: bool = True) -> float:
+    if warmup:
+        fn()
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -86,16 +91,30 @@ def median_seconds(fn: Callable[[], Any], rounds: int = ROUNDS) -> float:
     return statistics.median(times)
 
 
-def benchmark_seconds(benchmark: Any, fn: Callable[[], Any]) -> float | None:
-    """Time ``fn`` with pytest-benchmark (pedantic, one warm-up); None when benchmarks are disabled."""
-    benchmark.pedantic(fn, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+def time_against(benchmark: Any, fn: Callable[[], Any], baseline: Callable[[], Any]) -> tuple[float | None, float]:
+    """Median seconds of ``fn`` (timed by pytest-benchmark, pedantic) and of ``baseline``, run just
+    before each round of ``fn`` so that both see the same machine load (other jobs share the CPU).
+
+    Each test calls ``fn`` once before, to check its output, which is the warm-up; the baseline gets
+    its own. ``fn``'s time is None when benchmarks are disabled.
+    """
+    baseline()
+    baseline_times: list[float] = []
+
+    def timed_baseline() -> None:
+        start = time.perf_counter()
+        baseline()
+        baseline_times.append(time.perf_counter() - start)
+
+    benchmark.pedantic(fn, setup=timed_baseline, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     stats = getattr(benchmark, "stats", None)
-    return None if stats is None else stats.stats.median
+    return (None if stats is None else stats.stats.median), statistics.median(baseline_times)
 
 
-def roofline_seconds(setup: dict[str, Any], passes_per_image: int) -> float:
+def forward_rows(setup: dict[str, Any], passes_per_image: int) -> Callable[[], Tensor]:
+    """The roofline: ``passes_per_image`` plain forward passes of every image, in the score's batches."""
     rows = setup["x"].repeat(passes_per_image, 1, 1, 1)
-    return median_seconds(lambda: forward_chunked(setup["model"], rows, setup["chunk"]))
+    return lambda: forward_chunked(setup["model"], rows, setup["chunk"])
 
 
 def record(benchmark: Any, report: list[str], name: str, ours: float | None, roofline: float, rows: int,
@@ -112,6 +131,13 @@ def record(benchmark: Any, report: list[str], name: str, ours: float | None, roo
     report.append(line)
 
 
+def benchmark_seconds(benchmark: Any, fn: Callable[[], Any]) -> float | None:
+    """Median seconds of ``fn`` by pytest-benchmark (pedantic; the caller has warmed it up)."""
+    benchmark.pedantic(fn, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.median
+
+
 def quantus_module(monkeypatch: pytest.MonkeyPatch):
     module = pytest.importorskip("quantus")
     if not hasattr(np, "trapz"):  # Quantus 0.6 calls np.trapz, removed in NumPy 2
@@ -120,7 +146,7 @@ def quantus_module(monkeypatch: pytest.MonkeyPatch):
 
 
 def quantus_seconds(run: Callable[[], Any]) -> float:
-    return median_seconds(run, rounds=1)
+    return median_seconds(run, rounds=1, warmup=False)  # the model is warm; Quantus takes long enough
 
 
 @pytest.mark.benchmark(group="metric-deletion")
@@ -131,7 +157,7 @@ def test_deletion(benchmark: Any, setup: dict[str, Any], report: list[str], monk
 
     scores = run()
     assert scores.shape == (N_IMAGES,) and torch.isfinite(scores).all()
-    ours = benchmark_seconds(benchmark, run)
+    ours, roofline = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
     q = quantus_module(monkeypatch)
     x, y, a = setup["x"].numpy(), setup["target"].numpy(), setup["attributions"].numpy()
     # Quantus flattens C*H*W: STEPS steps over all channel values is the same number of passes.
@@ -139,8 +165,7 @@ def test_deletion(benchmark: Any, setup: dict[str, Any], report: list[str], monk
                              disable_warnings=True)
     theirs = quantus_seconds(lambda: metric(model=setup["model"], x_batch=x, y_batch=y, a_batch=a, device="cpu",
                                             batch_size=N_IMAGES))
-    record(benchmark, report, f"deletion ({STEPS} steps)", ours, roofline_seconds(setup, STEPS + 1),
-           N_IMAGES * (STEPS + 1), theirs)
+    record(benchmark, report, f"deletion ({STEPS} steps)", ours, roofline, N_IMAGES * (STEPS + 1), theirs)
 
 
 @pytest.mark.benchmark(group="metric-insertion")
@@ -150,8 +175,8 @@ def test_insertion(benchmark: Any, setup: dict[str, Any], report: list[str]) -> 
                                  attributions=setup["attributions"], n_steps=STEPS).scores
 
     assert run().shape == (N_IMAGES,)
-    record(benchmark, report, f"insertion ({STEPS} steps)", benchmark_seconds(benchmark, run),
-           roofline_seconds(setup, STEPS + 1), N_IMAGES * (STEPS + 1))
+    ours, roofline = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
+    record(benchmark, report, f"insertion ({STEPS} steps)", ours, roofline, N_IMAGES * (STEPS + 1))
 
 
 @pytest.mark.benchmark(group="metric-road")
@@ -161,8 +186,9 @@ def test_road_morf(benchmark: Any, setup: dict[str, Any], report: list[str]) -> 
                                  attributions=setup["attributions"], fractions=FRACTIONS).scores
 
     assert run().shape == (N_IMAGES,)
-    record(benchmark, report, f"road_morf ({len(FRACTIONS)} fractions)", benchmark_seconds(benchmark, run),
-           roofline_seconds(setup, len(FRACTIONS) + 1), N_IMAGES * (len(FRACTIONS) + 1))
+    ours, roofline = time_against(benchmark, run, forward_rows(setup, len(FRACTIONS) + 1))
+    record(benchmark, report, f"road_morf ({len(FRACTIONS)} fractions)", ours, roofline,
+           N_IMAGES * (len(FRACTIONS) + 1))
 
 
 @pytest.mark.benchmark(group="metric-road-solver")
@@ -205,15 +231,14 @@ def test_faithfulness_correlation(benchmark: Any, setup: dict[str, Any], report:
                                                 attributions=setup["attributions"], n_runs=RUNS).scores
 
     assert run().shape == (N_IMAGES,)
-    ours = benchmark_seconds(benchmark, run)
+    ours, roofline = time_against(benchmark, run, forward_rows(setup, RUNS + 1))
     q = quantus_module(monkeypatch)
     metric = q.FaithfulnessCorrelation(nr_runs=RUNS, subset_size=int(0.1 * 3 * SIZE * SIZE), return_aggregate=False,
                                        disable_warnings=True)
     x, y, a = setup["x"].numpy(), setup["target"].numpy(), setup["attributions"].numpy()
     theirs = quantus_seconds(lambda: metric(model=setup["model"], x_batch=x, y_batch=y, a_batch=a, device="cpu",
                                             batch_size=N_IMAGES))
-    record(benchmark, report, f"faithfulness_corr ({RUNS} runs)", ours, roofline_seconds(setup, RUNS + 1),
-           N_IMAGES * (RUNS + 1), theirs)
+    record(benchmark, report, f"faithfulness_corr ({RUNS} runs)", ours, roofline, N_IMAGES * (RUNS + 1), theirs)
 
 
 @pytest.mark.benchmark(group="metric-infidelity")
@@ -223,8 +248,8 @@ def test_infidelity(benchmark: Any, setup: dict[str, Any], report: list[str]) ->
                                   attributions=setup["attributions"], n_samples=SAMPLES).scores
 
     assert run().shape == (N_IMAGES,)
-    record(benchmark, report, f"infidelity ({SAMPLES} samples)", benchmark_seconds(benchmark, run),
-           roofline_seconds(setup, SAMPLES + 1), N_IMAGES * (SAMPLES + 1))
+    ours, roofline = time_against(benchmark, run, forward_rows(setup, SAMPLES + 1))
+    record(benchmark, report, f"infidelity ({SAMPLES} samples)", ours, roofline, N_IMAGES * (SAMPLES + 1))
 
 
 @pytest.mark.benchmark(group="metric-sensitivity")
@@ -237,9 +262,8 @@ def test_sensitivity(benchmark: Any, setup: dict[str, Any], report: list[str], m
                                    method=method, n_samples=SENS_SAMPLES).scores
 
     assert run().shape == (N_IMAGES,)
-    ours = benchmark_seconds(benchmark, run)
-    rows = setup["x"].repeat_interleave(SENS_SAMPLES, 0)
-    roofline = median_seconds(lambda: method.attribute(model, rows, setup["target"].repeat_interleave(SENS_SAMPLES)))
+    rows, row_targets = setup["x"].repeat_interleave(SENS_SAMPLES, 0), setup["target"].repeat_interleave(SENS_SAMPLES)
+    ours, roofline = time_against(benchmark, run, lambda: method.attribute(model, rows, row_targets))
     q = quantus_module(monkeypatch)
 
     def explain(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchray_oracle import ep, float64_torchray, tiny_cnn, torchray_run
 
-from adapters.extremal.area import area_reference, area_residual
+from adapters.extremal.area import AreaConstraint
 from adapters.extremal.explain import extremal_masks
 from adapters.extremal.mask_generator import MaskGenerator, MaskGeometry
 from adapters.extremal.optimiser import ProjectedSGD
@@ -139,12 +139,38 @@ def test_area_penalty_and_gradient_match_the_sorted_reference(areas):
     for i, a in enumerate(areas):
         reference[i, :int(n * (1 - a))] = 0  # TorchRay's reference vector
     expected = ((full_ref.reshape(len(areas), -1).sort(dim=1)[0] - reference) ** 2).mean(dim=1)
-    residual = area_residual(full, area_reference(areas, n, F64))
+    residual = AreaConstraint(areas, n, F64, "cpu", ties="sort").residual(full)
     assert (residual - expected).abs().max() <= 1e-14
     (grad_ref,) = torch.autograd.grad(expected.sum(), p_ref)
     (grad,) = torch.autograd.grad(residual.sum(), p_ours)
     assert (grad - grad_ref).abs().max() <= 1e-14
     assert grad.abs().max() > 0
+
+
+def test_area_penalty_by_selection_equals_the_sort_where_nothing_ties():
+    areas = [0.05, 0.2, 0.05, 0.5]
+    g = torch.Generator().manual_seed(12)
+    masks = torch.rand(4, 1, 30, 40, generator=g, dtype=F64)
+    by_sort, by_select = masks.clone().requires_grad_(), masks.clone().requires_grad_()
+    sort = AreaConstraint(areas, 1200, F64, "cpu", ties="sort").residual(by_sort)
+    select = AreaConstraint(areas, 1200, F64, "cpu", ties="select").residual(by_select)
+    assert (sort - select).abs().max() <= 1e-14
+    (g_sort,) = torch.autograd.grad(sort.sum(), by_sort)
+    (g_select,) = torch.autograd.grad(select.sum(), by_select)
+    assert (g_sort - g_select).abs().max() <= 1e-15
+
+
+def test_area_penalty_by_selection_breaks_ties_by_index():
+    # 10 pixels: 4 below, 4 tied at 0.5, 2 above; area 0.4 -> the top holds 4: the 2 above and the
+    # last 2 tied ones by index.
+    values = torch.tensor([[0.1, 0.5, 0.2, 0.5, 0.9, 0.5, 0.3, 0.8, 0.5, 0.0]], dtype=F64)
+    constraint = AreaConstraint([0.4], 10, F64, "cpu", ties="select")
+    top = constraint._top(values)
+    assert top.tolist() == [[False, False, False, False, True, True, False, True, True, False]]
+    mask = values.reshape(1, 1, 1, 10).clone().requires_grad_()
+    residual = constraint.residual(mask)
+    expected = ((values.sort(dim=1)[0] - constraint.reference) ** 2).mean()  # ties do not change the value
+    assert (residual - expected).abs().max() <= 1e-15
 
 
 @pytest.mark.parametrize("variant", ["preserve", "delete", "dual"])

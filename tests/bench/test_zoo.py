@@ -83,3 +83,11 @@ def test_cli_zoo_json_lists_the_entries(capsys, zoo_small_cnn, zoo_shortcut) -> 
     assert {"small_cnn-synthetic", "small_cnn-shortcut"} <= names
     for row in rows:
         assert {"model", "dataset", "accuracy", "path"} <= set(row)
+
+
+@pytest.mark.slow
+def test_shuffled_label_model_memorises_its_permuted_labels() -> None:
+    shuffled = zoo.load("small_cnn-synthetic-shuffled")
+    assert shuffled.entry.role == "shuffled-labels"
+    assert shuffled.metadata["train_accuracy"] >= 0.9  # fitted to the permuted labels...
+    assert shuffled.accuracy < 0.5                     # ...which carry nothing to the held-out data
