@@ -9,11 +9,14 @@ builds one sparse matrix per image and calls scipy's direct solver on the CPU. H
 
 (d_i = sum of the weights of i's in-image neighbours) is solved for every (image, channel) at once by
 Jacobi-preconditioned conjugate gradients: the matrix is symmetric (w_ij = w_ji) and positive definite
-whenever each hole touches a kept pixel, and applying it is one 3x3 stencil over the batch. Each
-system stops updating once its relative residual is below ``tol`` (checked every ``check_every``
-iterations), so a row's result never depends on the other rows in its batch.
+whenever each hole touches a kept pixel, and applying it is one 3x3 stencil over the batch. Every
+``check_every`` iterations the systems whose relative residual is below ``tol`` are retired from the
+working set; a system's arithmetic never involves another's, so a row's result does not depend on
+the other rows in its batch.
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +39,6 @@ def _stencil(values: Tensor, scale: float = 1.0) -> Tensor:
                                         [EDGE_WEIGHT, 0.0, EDGE_WEIGHT],
                                         [DIAGONAL_WEIGHT, EDGE_WEIGHT, DIAGONAL_WEIGHT]])
     return F.conv2d(values, kernel.expand(channels, 1, 3, 3), padding=1, groups=channels)
-
-
-def neighbour_sum(values: Tensor) -> Tensor:
-    """Weighted sum of the 8 neighbours of every pixel of ``values`` (M, C, H, W), zero outside the image."""
-    return _stencil(values)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -119,6 +117,11 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
         rz_next = _dot(residual, preconditioned)
         direction = torch.addcmul(preconditioned, rz_next / rz.clamp_min(tiny), direction)
         rz = rz_next
+    else:
+        unconverged = int((rz > threshold).sum())
+        if unconverged:
+            warnings.warn(f"ROAD imputation: {unconverged} of {m_rows * channels} systems did not reach a relative "
+                          f"residual of {tol} in {max_iter} iterations", RuntimeWarning, stacklevel=2)
     final[:, working] = solution
     filled = kept + mask * final
     return filled.contiguous().view(m_rows, channels, h, w)

@@ -3,8 +3,9 @@
 Many images x targets x areas share one optimisation batch; TorchRay (CC-BY-NC) is only the test
 oracle. Files: :mod:`.mask_generator` and :mod:`.smooth_max` (compact smooth-max masks),
 :mod:`.pyramid` (blur pyramid and interpolation), :mod:`.area` (area penalty), :mod:`.rewards`,
-:mod:`.settings`, :mod:`.optimiser` (the loop), :mod:`.explain` (entry point), :mod:`.channel`
-(the same optimiser on an intermediate layer's channels).
+:mod:`.backend` (eager or ``torch.compile``-fused kernels), :mod:`.settings`, :mod:`.optimiser`
+(the loop), :mod:`.explain` (entry point), :mod:`.channel` (the same optimiser on an intermediate
+layer's channels). The registered method is ``adapters.get("extremal")``.
 """
 from .channel import ChannelMasks, channel_masks
 from .explain import DEFAULT_AREAS, ExtremalMasks, extremal_masks, frozen_parameters

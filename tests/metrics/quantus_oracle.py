@@ -15,10 +15,6 @@ def quantus(monkeypatch: pytest.MonkeyPatch):
     return module
 
 
-def as_numpy(*tensors: Tensor) -> list[np.ndarray]:
-    return [t.detach().cpu().numpy() for t in tensors]
-
-
 class Recorder(nn.Module):
     """Wraps a model and keeps every input batch it sees (to inspect what a reference perturbed)."""
 

@@ -11,12 +11,12 @@ from metrics.scores.captum_scores import uniform_noise
 
 
 def test_the_exact_gradient_of_a_linear_model_has_zero_infidelity_and_a_random_map_does_not():
-    w, x = torch.randn(3, 8, 8), images(3, size=8)
+    w, x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0)), images(3, size=8)
     model = linear_model(w)
     gradient = w.sum(0, keepdim=True).expand(3, 1, 8, 8)  # per-pixel: the noise is shared by the channels
     exact = metrics.infidelity(model=model, x=x, target=0, attributions=gradient)
     random = metrics.infidelity(model=model, x=x, target=0, attributions=maps(3, 8))
-    assert (exact.scores < 1e-6).all()
+    assert (exact.scores < 1e-4).all()  # zero up to float32 rounding of the sums
     assert (random.scores > 1e-2).all()
 
 

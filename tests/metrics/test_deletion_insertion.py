@@ -6,7 +6,7 @@ curve's first point and with an un-normalised AUC; with those set alike the curv
 import numpy as np
 import pytest
 import torch
-from quantus_oracle import Recorder, all_rows, as_numpy, quantus
+from quantus_oracle import Recorder, all_rows, quantus
 from score_helpers import images, linear_model, maps, tiny_cnn
 
 import metrics

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from quantus_oracle import as_numpy, quantus
+from quantus_oracle import quantus
 from road_reference import spsolve_impute
 from score_helpers import images, linear_model, maps, tiny_cnn
 
@@ -52,14 +52,13 @@ def test_a_row_is_imputed_the_same_alone_and_in_a_batch():
 
 @pytest.mark.oracle
 def test_equals_quantus_imputation_function(monkeypatch):
-    q = quantus(monkeypatch)
+    quantus(monkeypatch)
     from quantus.functions.perturb_func import noisy_linear_imputation
 
     x, removed = images(1, size=16, seed=5), fixture_masks(16)[1:2]
     indices = np.flatnonzero(removed[0, 0].numpy())
     theirs = noisy_linear_imputation(x[0].double().numpy(), indices, noise=0.0)
     assert np.abs(linear_impute(x, removed)[0].double().numpy() - theirs).max() <= 1e-4
-    del q
 
 
 @torch.no_grad()
@@ -135,3 +134,9 @@ def test_quantus_road_averages_only_the_first_batch(monkeypatch):
     correct = ours.extras["correct"][:, 0].float()
     assert theirs[10] == pytest.approx(float(correct[:2].mean()))  # what Quantus reports...
     assert float(correct.mean()) != pytest.approx(theirs[10])  # ...is not the accuracy over the data
+
+
+def test_a_solver_stopped_before_convergence_says_so():
+    x, removed = images(1, size=24), fixture_masks()[3:4]  # a large hole needs many iterations
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        linear_impute(x, removed, max_iter=2)
