@@ -49,7 +49,8 @@ def collect_timings(benchmark_json: Path) -> pd.DataFrame:
                      "device": info.get("device_name", info.get("device")), "median_s": stats["median"],
                      "iqr_s": stats["iqr"], "images_per_s": info["batch_size"] / stats["median"],
                      "forward_passes": info["forward_passes"], "backward_passes": info["backward_passes"],
-                     "roofline_s": info["roofline_s"], "efficiency": info["roofline_s"] / stats["median"],
+                     "roofline_s": info["roofline_s"],
+                     "efficiency": float("nan") if info.get("efficiency") is None else info["roofline_s"] / stats["median"],
                      "peak_memory_bytes": info.get("peak_memory_bytes")})
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
 

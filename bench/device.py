@@ -50,7 +50,7 @@ class Device:
     def name(self) -> str:
         if self.is_cuda:
             return torch.cuda.get_device_name(self.torch_device)
-        return platform.processor() or platform.machine() or "cpu"
+        return _cpu_model() or platform.processor() or platform.machine() or "cpu"
 
     def info(self, dtype: torch.dtype = torch.float32) -> dict:
         """What a timing depends on: device name, dtype, TF32 and cuDNN settings, versions."""
@@ -67,6 +67,17 @@ class Device:
             info["cudnn"] = torch.backends.cudnn.version()
             info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(self.torch_device)))
         return info
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def resolve_device(name: str = "auto") -> Device:

@@ -84,7 +84,9 @@ def test_grid_timing(benchmark, timing_cell) -> None:
     benchmark.extra_info.update({
         "model": group.model, "dataset": group.dataset, "method": group.method, "batch_size": batch_size,
         "images_per_s": batch_size / method_median, "forward_passes": cost.forward, "backward_passes": cost.backward,
-        "roofline_s": roof_median, "roofline_iqr_s": roof_iqr, "efficiency": roof_median / method_median,
+        # A control that needs no model pass has no roofline: its efficiency is undefined, not ~0.
+        "roofline_s": roof_median, "roofline_iqr_s": roof_iqr,
+        "efficiency": roof_median / method_median if cost.forward > 0 else None,
         "peak_memory_bytes": peak, "method_params": {k: str(v) for k, v in method.params.items()},
         **device.info(x.dtype),
     })
