@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .. import randomisation, similarity
 from ..registry import MetricResult, as_scores, register
+from adapters.seeding import image_seeds
 
 _COMMON = {"measure": "spearman_abs", "hog_cell": 16, "reseed_stochastic": True}
 _RANDOMISATION = {"order": "top_down", "seed": 0, "batchnorm": "reset", **_COMMON}
@@ -232,9 +233,8 @@ def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributi
     absolute maps of :mod:`metrics.similarity` with ``data_range=1`` rather than on batch-max
     normalised signed maps with the pair's own range).
 
-    The other class is ``(target + u) mod K`` with u uniform in 1..K-1 from a generator seeded with
-    ``seed`` (so it depends on the image's position in the batch); ``extras["other_class"]`` (N,)
-    records it. Cost: one forward pass (to read K) and one explanation pass.
+    The other class is ``(target + u) mod K`` with u in 1..K-1 drawn per image from ``seed`` and the
+    image's bytes (so it does not depend on the batch); ``extras["other_class"]`` (N,) records it. Cost: one forward pass (to read K) and one explanation pass.
     """
     _check_measure(measure)
     target = _targets(target, x)
@@ -243,8 +243,9 @@ def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributi
         n_classes = model(x[:1]).shape[1]
     if n_classes < 2:
         raise ValueError(f"random_logit needs at least 2 classes, the model has {n_classes}")
-    generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    offset = torch.randint(1, n_classes, (x.shape[0],), generator=generator).to(x.device)
+    # Per image, from the seed and the image itself: the draw never depends on the batch.
+    per_image = image_seeds(x, 0 if seed is None else seed)
+    offset = torch.tensor([1 + s % (n_classes - 1) for s in per_image], device=x.device)
     other = (target + offset) % n_classes
     maps = _draw(method, 1, reseed_stochastic).attribute(model, x, other)
     found = similarity.similarities(original, maps, similarity.MEASURES, hog_cell)

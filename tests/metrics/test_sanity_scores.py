@@ -198,6 +198,12 @@ def test_random_logit_draws_another_class_reproducibly() -> None:
     again = sanity.random_logit(model=model, x=x, target=target, method=method, seed=4)
     assert torch.equal(again.extras["other_class"], other) and torch.equal(again.scores, first.scores)
     assert torch.equal(first.scores, first.extras["ssim"])
+    # The drawn class belongs to the image, not to its position in the batch.
+    reordered = torch.tensor([3, 1, 4, 0, 2])
+    shuffled = sanity.random_logit(model=model, x=x[reordered], target=target[reordered], method=method, seed=4)
+    assert torch.equal(shuffled.extras["other_class"], other[reordered])
+    single = sanity.random_logit(model=model, x=x[2:3], target=target[2:3], method=method, seed=4)
+    assert torch.equal(single.extras["other_class"], other[2:3])
 
 
 def test_histogram_entropy_matches_numpy_and_scipy() -> None:
