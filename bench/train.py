@@ -1,7 +1,9 @@
 """Deterministic training of the embedded zoo on the synthetic datasets (CPU-friendly)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -9,6 +11,11 @@ from torch import Tensor, nn
 from .datasets.base import ImageDataset
 from .models.spec import ModelSpec
 from .progress import progress
+
+
+# Float reductions (convolutions, BLAS) depend on the thread count: training always uses this many
+# intra-op threads, whatever the caller set, so the same seed gives the same weights everywhere.
+TRAIN_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,24 @@ def training_targets(labels: Tensor, config: TrainConfig) -> Tensor:
 
 
 def train(spec: ModelSpec, train_x: Tensor, train_y: Tensor, config: TrainConfig, *, label: str = "") -> nn.Module:
-    """Train ``spec`` from its seeded initialisation with AdamW and a one-cycle schedule."""
+    """Train ``spec`` from its seeded initialisation with AdamW and a one-cycle schedule, with
+    :data:`TRAIN_THREADS` intra-op threads (restored afterwards)."""
+    with fixed_threads():
+        return _train(spec, train_x, train_y, config, label)
+
+
+@contextlib.contextmanager
+def fixed_threads(count: int = TRAIN_THREADS) -> Iterator[None]:
+    """Run a block with ``count`` intra-op threads, restoring the caller's setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(spec: ModelSpec, train_x: Tensor, train_y: Tensor, config: TrainConfig, label: str) -> nn.Module:
     model = spec.build(seed=config.seed).train()
     generator = torch.Generator().manual_seed(config.seed)
     train_y = training_targets(train_y, config)

@@ -22,7 +22,7 @@ from .datasets.synthetic import SyntheticShapes
 from .models import get_spec
 from .models.spec import ModelSpec
 from .models.weights import apply_state_dict, load_state_dict_file
-from .train import TrainConfig, accuracy, materialise, train, training_targets
+from .train import TRAIN_THREADS, TrainConfig, accuracy, fixed_threads, materialise, train, training_targets
 
 ZOO_MEAN = (0.5, 0.5, 0.5)
 ZOO_STD = (0.25, 0.25, 0.25)
@@ -55,7 +55,7 @@ class ZooEntry:
 
     def fingerprint(self) -> str:
         payload = {"entry": asdict(self), "torch": torch.__version__.split("+")[0], "torchvision": torchvision.__version__.split("+")[0],
-                   "format": 1}
+                   "threads": TRAIN_THREADS, "format": 1}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -176,7 +176,8 @@ def load(name: str | ZooEntry, *, root: Path | None = None, train_if_missing: bo
         if weights_path.is_file() and meta_path.is_file():
             metadata = json.loads(meta_path.read_text())
         elif train_if_missing:
-            metadata = _train_entry(entry, weights_path, meta_path)
+            with fixed_threads():  # weights and reported accuracies independent of the caller's threads
+                metadata = _train_entry(entry, weights_path, meta_path)
         else:
             raise FileNotFoundError(f"zoo entry {entry.name} is not trained (expected {weights_path}); "
                                     "run `python -m bench train`")

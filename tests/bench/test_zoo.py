@@ -33,8 +33,11 @@ def test_tiny_entry_trains_in_seconds_and_the_cache_is_reused(tmp_path, monkeypa
         zoo.load(replace(TINY, train=replace(TINY.train, seed=1)), root=tmp_path)
 
 
-def test_training_is_deterministic(tmp_path) -> None:
+def test_training_is_deterministic_whatever_the_callers_thread_count(tmp_path) -> None:
+    torch.set_num_threads(1)
     a = zoo.load(TINY, root=tmp_path / "a")
+    assert torch.get_num_threads() == 1  # restored after training
+    torch.set_num_threads(2)
     b = zoo.load(TINY, root=tmp_path / "b")
     for key, value in a.model.state_dict().items():
         assert torch.equal(b.model.state_dict()[key], value), key
