@@ -94,7 +94,7 @@ def _fused_backward(u: Tensor, m: Tensor, den: Tensor, grad: Tensor, cold_weight
 
 
 def fused_forward(u: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Compiled :func:`_fused_forward`: u (R, J, M) from ``F.unfold``, weights (J, P, 1)."""
+    """Compiled :func:`_fused_forward`: u (R, J, M) from :func:`unfold_candidates`, weights (J, P, 1)."""
     fn = compiled("smooth_max_forward", _fused_forward)
     # U is computed eagerly (it is small) and passed in: inside the graph, the window indexing
     # would stop the candidate loop from vectorising.

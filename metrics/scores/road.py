@@ -78,30 +78,26 @@ def _result(curves: dict[str, Tensor], order: str, fractions: Sequence[float]) -
                         extras={"correct": curves[order + "_correct"].cpu(), "classes": curves["classes"].cpu()})
 
 
-@register("road_morf", category="faithfulness", direction="lower", params=_PARAMS)
-def road_morf(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
-              device_budget_bytes: int | None = None, fractions: Sequence[float] = FRACTIONS,
-              noise_std: float = 0.01, score: str = "probability", target_class: str = "predicted",
-              solver_tol: float = 1e-6) -> MetricResult:
-    """ROAD, most relevant first: mean probability over the fractions removed; lower is better.
-    Scores (N,), curves (N, P) over ``fractions``, extras ``correct`` (N, P) bool."""
-    curves = road_curves(model, x, target, attributions, orders=("morf",), seed=seed,
-                         device_budget_bytes=device_budget_bytes, fractions=fractions, noise_std=noise_std,
-                         score=score, target_class=target_class, solver_tol=solver_tol)
-    return _result(curves, "morf", fractions)
+def _one_order(order: str, direction: str, description: str) -> None:
+    """Register ROAD for one removal order (``morf`` or ``lerf``): the two differ only in order and
+    direction. Scores (N,) = mean probability over ``fractions``, curves (N, P) over ``fractions``,
+    extras ``correct`` (N, P) bool."""
+
+    def single_order(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
+                     device_budget_bytes: int | None = None, fractions: Sequence[float] = FRACTIONS,
+                     noise_std: float = 0.01, score: str = "probability", target_class: str = "predicted",
+                     solver_tol: float = 1e-6) -> MetricResult:
+        curves = road_curves(model, x, target, attributions, orders=(order,), seed=seed,
+                             device_budget_bytes=device_budget_bytes, fractions=fractions, noise_std=noise_std,
+                             score=score, target_class=target_class, solver_tol=solver_tol)
+        return _result(curves, order, fractions)
+
+    single_order.__doc__ = description
+    register(f"road_{order}", category="faithfulness", direction=direction, params=_PARAMS)(single_order)
 
 
-@register("road_lerf", category="faithfulness", direction="higher", params=_PARAMS)
-def road_lerf(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
-              device_budget_bytes: int | None = None, fractions: Sequence[float] = FRACTIONS,
-              noise_std: float = 0.01, score: str = "probability", target_class: str = "predicted",
-              solver_tol: float = 1e-6) -> MetricResult:
-    """ROAD, least relevant first: mean probability over the fractions removed; higher is better.
-    Scores (N,), curves (N, P) over ``fractions``, extras ``correct`` (N, P) bool."""
-    curves = road_curves(model, x, target, attributions, orders=("lerf",), seed=seed,
-                         device_budget_bytes=device_budget_bytes, fractions=fractions, noise_std=noise_std,
-                         score=score, target_class=target_class, solver_tol=solver_tol)
-    return _result(curves, "lerf", fractions)
+_one_order("morf", "lower", "ROAD, most relevant first: mean probability over the fractions removed; lower is better.")
+_one_order("lerf", "higher", "ROAD, least relevant first: mean probability over the fractions removed; higher is better.")
 
 
 @register("road", category="faithfulness", direction="higher", params=_PARAMS)
