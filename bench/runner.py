@@ -10,7 +10,6 @@ import time
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-import torch
 
 from . import zoo
 from .cells import GroupOutcome, run_group
@@ -122,7 +121,7 @@ def run_timing(config: RunConfig, run_dir: Path, echo=print) -> int:
     args = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "--benchmark-enable",
             "--benchmark-only", f"--benchmark-json={json_path}", "--benchmark-group-by=group",
             "--benchmark-sort=name", "--benchmark-columns=median,iqr,rounds",
-            f"--benchmark-timer=bench.timing.device_timer", "--bench-config", str(run_dir / "config.json"),
+            "--benchmark-timer=bench.timing.device_timer", "--bench-config", str(run_dir / "config.json"),
             "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
     echo("timing: " + " ".join(args[3:6]) + " ...")
     result = subprocess.run(args, cwd=Path(__file__).resolve().parents[1])

@@ -1,6 +1,9 @@
 """pytest-benchmark plugin glue: the run's configuration, and machine info for torch/CUDA/cuDNN."""
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 
 
@@ -15,3 +18,14 @@ def pytest_benchmark_update_machine_info(config, machine_info: dict) -> None:
     machine_info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     machine_info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     machine_info["torch_threads"] = torch.get_num_threads()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bench_threads():
+    """``BENCH_THREADS`` sets torch's intra-op threads for each benchmark module (default: torch's own
+    choice); the caller's setting is restored afterwards. One thread is the fair choice on a shared CPU."""
+    saved = torch.get_num_threads()
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    yield torch.get_num_threads()
+    torch.set_num_threads(saved)

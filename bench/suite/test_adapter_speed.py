@@ -1,7 +1,7 @@
 """Adapter speed against the roofline, and the two LIME implementations against each other.
 
 Run: ``python -m pytest bench/suite/test_adapter_speed.py --benchmark-enable -q``.
-``ADAPTER_BENCH_THREADS`` sets torch's intra-op threads for the whole file (default: torch's own
+``BENCH_THREADS`` sets torch's intra-op threads for the whole file (default: torch's own
 choice). On a CPU shared with other jobs, 1 thread avoids the stalls of oversubscribed OpenMP
 regions, which hit small tensor ops (lime_captum's) far harder than single-threaded NumPy (lime's).
 ``ADAPTER_MIN_EFFICIENCY`` (0.9) and ``ADAPTER_MIN_LIME_SPEEDUP`` (3.0) are the asserted floors.
@@ -39,22 +39,12 @@ BATCH, SIZE, ROUNDS, WARMUP = 8, 224, 5, 1
 LIME_IMAGES, LIME_ROUNDS = 2, 3
 MIN_EFFICIENCY = float(os.environ.get("ADAPTER_MIN_EFFICIENCY", "0.9"))
 MIN_LIME_SPEEDUP = float(os.environ.get("ADAPTER_MIN_LIME_SPEEDUP", "3.0"))
-THREADS = os.environ.get("ADAPTER_BENCH_THREADS")
 GRADIENT_METHODS = {
     "saliency": {},
     "smoothgrad": {"n_samples": 2},
     "integrated_gradients": {"n_steps": 2},
     "gradcam": {},
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    saved = torch.get_num_threads()
-    if THREADS:
-        torch.set_num_threads(int(THREADS))
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

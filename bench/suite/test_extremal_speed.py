@@ -18,7 +18,7 @@ iterations per run (the per-iteration cost is what is compared; it does not chan
   area, achieved area, deletion/insertion AUC.
 
 Numbers go in ``extra_info``. Knobs (environment): EXTREMAL_BENCH_IMAGES (8),
-EXTREMAL_BENCH_ITERATIONS (3), EXTREMAL_BENCH_THREADS (torch's default), EXTREMAL_MAX_FLOOR_RATIO
+EXTREMAL_BENCH_ITERATIONS (3), BENCH_THREADS (torch's default), EXTREMAL_MAX_FLOOR_RATIO
 (1.25), EXTREMAL_MIN_SPEEDUP (2.0). On a shared CPU, other processes load the cores: timings carry
 the load average, and medians of interleaved measurements are compared.
 """
@@ -41,7 +41,6 @@ from adapters.extremal.pyramid import apply_mask, gaussian_blur, perturbation_py
 
 IMAGES = int(os.environ.get("EXTREMAL_BENCH_IMAGES", "8"))
 ITERATIONS = int(os.environ.get("EXTREMAL_BENCH_ITERATIONS", "3"))
-THREADS = os.environ.get("EXTREMAL_BENCH_THREADS")
 MAX_FLOOR_RATIO = float(os.environ.get("EXTREMAL_MAX_FLOOR_RATIO", "1.25"))
 MIN_SPEEDUP = float(os.environ.get("EXTREMAL_MIN_SPEEDUP", "2.0"))
 AREAS = (0.025, 0.05, 0.1, 0.2)
@@ -54,15 +53,6 @@ _MEASURED: dict[str, object] = {}
 def _info() -> dict[str, object]:
     return {"load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(), "cpu": platform.processor(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    saved = torch.get_num_threads()
-    if THREADS:
-        torch.set_num_threads(int(THREADS))
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

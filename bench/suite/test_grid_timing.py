@@ -13,7 +13,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from bench.config import from_dict, load_config
 from bench.device import resolve_device

@@ -9,7 +9,7 @@ passes, and computes four similarity measures on the device. Quantus resets ever
 ``reset_parameters`` (20 conv + 20 batch-norm + 1 linear = 41 on resnet18) and explains the
 original again: 42 passes, then Spearman through SciPy. ``SANITY_BENCH_SIZE`` (default 224) and
 ``SANITY_BENCH_N`` (default 4) set the input size and the number of images;
-``SANITY_BENCH_THREADS`` sets torch's intra-op threads for both (default: torch's own choice). On
+``BENCH_THREADS`` sets torch's intra-op threads for both (default: torch's own choice). On
 a CPU shared with other jobs, 1 thread avoids the stalls of oversubscribed OpenMP regions, which
 hit the many small tensor ops of our similarity code harder than Quantus' single-threaded NumPy.
 """
@@ -28,7 +28,6 @@ from metrics.scores.sanity import model_randomisation_cascading
 
 SIZE = int(os.environ.get("SANITY_BENCH_SIZE", "224"))
 N_IMAGES = int(os.environ.get("SANITY_BENCH_N", "4"))
-THREADS = int(os.environ.get("SANITY_BENCH_THREADS", "0"))
 BLOCKS = [("fc", ["fc"]), ("layer4", ["layer4"]), ("layer3", ["layer3"]), ("layer2", ["layer2"]),
           ("layer1", ["layer1"]), ("stem", ["conv1", "bn1"])]
 
@@ -55,8 +54,6 @@ class Gradient(Method):
 @pytest.fixture(scope="module")
 def setup() -> dict[str, Any]:
     torchvision = pytest.importorskip("torchvision")
-    if THREADS:
-        torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).eval()
     x = torch.randn(N_IMAGES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
