@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import warnings
 
-import torch
 from captum.attr import GuidedBackprop
 from torch import Tensor, nn
 
 from ..base import Cost, Method
-from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
-from ..maps import check_reduction, reduce_channels
+from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
+from ..gradients import batched_gradient_maps
+from ..maps import check_reduction
 from ..registry import register
 
 
@@ -34,18 +34,12 @@ class GuidedBackpropMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
-        self.diagnostics["batch_size"] = size
         guided = GuidedBackprop(model)
-        maps = []
         with warnings.catch_warnings():
             # Captum announces the temporary ReLU hooks on every call; they are removed afterwards
             # (Method.attribute checks that).
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            for s in spans(len(x), size):
-                grads = guided.attribute(x[s].detach().requires_grad_(), target=target[s])
-                maps.append(reduce_channels(grads, self.params["reduction"]))
-        return torch.cat(maps)
+            return batched_gradient_maps(self, model, x, target, lambda xs, ts: guided.attribute(xs, target=ts))
 
     def cost(self, **context: object) -> Cost:
         return Cost(forward=1, backward=1)

@@ -1,13 +1,13 @@
 """Saliency (Simonyan et al. 2014): the gradient of the target logit with respect to the input."""
 from __future__ import annotations
 
-import torch
 from captum.attr import Saliency
 from torch import Tensor, nn
 
 from ..base import Cost, Method
-from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
-from ..maps import check_reduction, reduce_channels
+from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
+from ..gradients import batched_gradient_maps
+from ..maps import check_reduction
 from ..registry import register
 
 
@@ -28,13 +28,8 @@ class SaliencyMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
-        self.diagnostics["batch_size"] = size
         saliency = Saliency(model)
-        # A detached leaf that requires grad: Captum then neither warns nor touches the caller's tensor.
-        maps = [reduce_channels(saliency.attribute(x[s].detach().requires_grad_(), target=target[s], abs=True),
-                                self.params["reduction"]) for s in spans(len(x), size)]
-        return torch.cat(maps)
+        return batched_gradient_maps(self, model, x, target, lambda xs, ts: saliency.attribute(xs, target=ts, abs=True))
 
     def cost(self, **context: object) -> Cost:
         return Cost(forward=1, backward=1)
