@@ -14,24 +14,10 @@ from adapters.base import Cost, Method
 from metrics.randomisation import BlockError
 from metrics.scores import sanity
 from metrics.similarity import MEASURES
+from sanity_helpers import BLOCKS, Tiny
 
 SANITY = ["data_randomisation", "empirical_mprt", "model_randomisation_cascading", "model_randomisation_independent",
           "random_logit"]
-
-
-class Tiny(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.pool(self.body(self.stem(x))).flatten(1))
-
-
-BLOCKS = [("fc", ["fc"]), ("body", ["body"]), ("stem", ["stem"])]
 
 
 def tiny(seed: int = 0) -> nn.Module:
