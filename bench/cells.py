@@ -128,12 +128,31 @@ def run_metric(config: RunConfig, group: Group, metric: str, subject: Subject, m
             "curves": _curve_rows(result, metric), "seconds": time.perf_counter() - started}
 
 
+def unfinished(config: RunConfig, group: Group, run_dir: Path) -> list[str]:
+    """The group's metrics that have no result file yet."""
+    return [m for m in group.metrics if not cell_path(run_dir, config, group, m).is_file()]
+
+
+def finished(config: RunConfig, group: Group, run_dir: Path) -> bool:
+    """Every cell and the saved maps are there: the group is not run again (nor shipped to a worker)."""
+    return not unfinished(config, group, run_dir) and (run_dir / "maps" / f"{group.key}.pt").is_file()
+
+
+def record_error(config: RunConfig, group: Group, run_dir: Path, error: BaseException,
+                 seconds: float = 0.0) -> GroupOutcome:
+    """A group that failed as a whole: one error row per unfinished metric cell."""
+    todo = unfinished(config, group, run_dir)
+    for metric in todo:
+        _write_json(cell_path(run_dir, config, group, metric), _error_payload(group, metric, error, config.seed))
+    return GroupOutcome(group, 0, len(group.metrics) - len(todo), len(todo), seconds)
+
+
 def run_group(config: RunConfig, group: Group, run_dir: Path, device: torch.device) -> GroupOutcome:
     started = time.perf_counter()
-    todo = [m for m in group.metrics if not cell_path(run_dir, config, group, m).is_file()]
-    computed = errors = 0
-    if not todo and (run_dir / "maps" / f"{group.key}.pt").is_file():
+    if finished(config, group, run_dir):
         return GroupOutcome(group, 0, len(group.metrics), 0, 0.0)
+    todo = unfinished(config, group, run_dir)
+    computed = errors = 0
     try:
         subject = load_subject(config, group.model, group.dataset, device)
         method = build_method(config, group.method, subject)
@@ -142,9 +161,7 @@ def run_group(config: RunConfig, group: Group, run_dir: Path, device: torch.devi
         attribution_seconds = time.perf_counter() - attribution_started
         _save_maps(run_dir, group, subject, maps, config.maps_per_model)
     except Exception as error:  # the whole group fails the same way: one error row per metric cell
-        for metric in todo:
-            _write_json(cell_path(run_dir, config, group, metric), _error_payload(group, metric, error, config.seed))
-        return GroupOutcome(group, 0, len(group.metrics) - len(todo), len(todo), time.perf_counter() - started)
+        return record_error(config, group, run_dir, error, time.perf_counter() - started)
     for metric in todo:
         try:
             payload = run_metric(config, group, metric, subject, method, maps)

@@ -83,7 +83,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="directory that holds run directories (default results/)")
     parser.add_argument("--name", help="run name (the run directory is OUTPUT/NAME; re-running resumes it)")
     parser.add_argument("--no-timing", dest="timing_enabled", action="store_const", const=False)
-    parser.add_argument("--executor", default="local", help="local (serial) or another registered executor")
+    parser.add_argument("--executor", default="local", help="local (serial, this process) or ray (a Ray cluster)")
+    parser.add_argument("--address", help="ray: the cluster's HOST:PORT (default: a running local cluster, else a new one)")
+    parser.add_argument("--retries", type=int, help="ray: times a failed group is retried before its cells become "
+                                                    "error rows (default 2)")
 
 
 def _names(text: str) -> list[str]:
@@ -99,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("models", "datasets", "methods", "metrics", "n_images", "batch_size",
                                               "device", "seed", "output", "name", "timing_enabled")}
     config = apply_overrides(config, **overrides)
-    run(config, executor=args.executor)
+    options = {k: getattr(args, k) for k in ("address", "retries") if getattr(args, k) is not None}
+    run(config, executor=args.executor, executor_options=options)
     return 0
 
 

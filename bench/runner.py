@@ -7,17 +7,18 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-
 from . import zoo
-from .cells import GroupOutcome, run_group
+from .cells import GroupOutcome, finished, record_error, run_group
 from .collect import collect_run
 from .config import RunConfig, check_output_writable
 from .device import resolve_device
-from .executor import get_executor
-from .grid import plan, validate
+from .executor import Executor, LocalExecutor, get_executor
+from .grid import Group, plan, validate
 from .progress import progress
 
 LIBRARIES = ("torch", "torchvision", "captum", "lime", "scikit-image", "numpy", "pandas", "pytest-benchmark")
@@ -44,32 +45,71 @@ def git_revision() -> str:
         return "unknown"
 
 
-def prepare(config: RunConfig) -> Path:
+def prepare(config: RunConfig, executor: Executor | None = None) -> Path:
     """Everything that can fail before work starts: names, parameters, device, output directory."""
     validate(config)
-    resolve_device(config.device)
+    (executor or LocalExecutor()).check_device(config.device)
     run_dir = config.run_dir
     check_output_writable(run_dir)
     return run_dir
 
 
-def run(config: RunConfig, *, executor: str = "local", timing: bool | None = None, echo=print) -> Path:
-    run_dir = prepare(config)
-    device = resolve_device(config.device)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    echo(f"run {config.name}: {run_dir} on {device.name()} ({device.torch_device})")
+@dataclass(frozen=True)
+class GroupTask:
+    """``run_group`` as a picklable callable: a worker process resolves the device itself (its own GPU)."""
 
+    config: RunConfig
+    run_dir: Path  # absolute: a worker's working directory is its own
+
+    def __call__(self, group: Group) -> GroupOutcome:
+        if not (self.run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"run directory {self.run_dir} is not visible on this worker's node: "
+                                    "runs on several nodes need it on a shared filesystem")
+        return run_group(self.config, group, self.run_dir, resolve_device(self.config.device).torch_device)
+
+
+def device_info(name: str) -> dict:
+    return resolve_device(name).info()
+
+
+def prepare_zoo(config: RunConfig) -> list[dict]:
+    """Train (or load) the zoo entries the grid needs, with the shuffled-label twins the sanity checks use."""
     zoo_names = [m for m in config.models if m in zoo.ENTRIES]
     needed = set(zoo_names) | {name for name, e in zoo.ENTRIES.items()
                                if e.role == "shuffled-labels" and any(zoo.ENTRIES[m].model == e.model for m in zoo_names)}
-    trained = [zoo.load(name) for name in sorted(needed)]
-    (run_dir / "zoo.json").write_text(json.dumps(zoo.table(trained), indent=2))
+    return zoo.table([zoo.load(name) for name in sorted(needed)])
+
+
+def run(config: RunConfig, *, executor: str | Executor = "local", executor_options: dict | None = None,
+        timing: bool | None = None, echo=print) -> Path:
+    """Score, time and report the grid. ``executor``: a registered name (created and closed here) or an instance."""
+    validate(config)  # before connecting anywhere
+    if not isinstance(executor, str):
+        return _run(config, executor, timing, echo)
+    pool = get_executor(executor, **(executor_options or {}))
+    try:
+        return _run(config, pool, timing, echo)
+    finally:
+        pool.close()
+
+
+def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
+    run_dir = prepare(config, pool).resolve()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    device = pool.exclusive(partial(device_info, config.device))
+    echo(f"run {config.name}: {run_dir} on {device['device_name']} ({device['device']})")
+    (run_dir / "zoo.json").write_text(json.dumps(pool.exclusive(partial(prepare_zoo, config)), indent=2))
 
     groups = plan(config)
+    # Finished groups are counted here, so a resumed run ships nothing for them to any worker.
+    done = {g for g in groups if finished(config, g, run_dir)}
+    outcomes = [GroupOutcome(g, 0, len(g.metrics), 0, 0.0) for g in groups if g in done]
+    todo = [g for g in groups if g not in done]
     bar = progress(total=len(groups), desc="cells", unit="group")
-    outcomes: list[GroupOutcome] = []
-    for outcome in get_executor(executor).map(lambda g: run_group(config, g, run_dir, device.torch_device), groups):
+    bar.update(len(outcomes))
+    for outcome in pool.map(GroupTask(config, run_dir), todo,
+                            on_error=lambda group, error: record_error(config, group, run_dir, error)):
         outcomes.append(outcome)
         bar.update(1)
         bar.set_postfix_str(f"{outcome.group.model}/{outcome.group.method}", refresh=False)
@@ -80,12 +120,12 @@ def run(config: RunConfig, *, executor: str = "local", timing: bool | None = Non
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors")
 
     if config.filters:
-        write_filter_pages(config, run_dir, device, echo)
+        pool.exclusive(partial(write_filter_pages, config, run_dir, echo=echo))
     if config.timing.enabled if timing is None else timing:
-        run_timing(config, run_dir, echo=echo)
+        pool.exclusive(partial(run_timing, config, run_dir, echo=echo))
     collect_run(run_dir)
     meta = {"run": config.name, "config": config.to_dict(), "git_revision": git_revision(),
-            "versions": library_versions(), "device": device.info(), "started": started,
+            "versions": library_versions(), "device": device, "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": config.notes,
             "cells": {"computed": computed, "reused": skipped, "errors": errors}}
     (run_dir / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -98,12 +138,13 @@ def run(config: RunConfig, *, executor: str = "local", timing: bool | None = Non
     return run_dir
 
 
-def write_filter_pages(config: RunConfig, run_dir: Path, device, echo=print) -> None:
+def write_filter_pages(config: RunConfig, run_dir: Path, echo=print) -> None:
     """One filters page per (model, dataset) of the grid; a failure is reported and the run goes on."""
     from .filters import report_page
     from .grid import load_subject
     from .models import get_spec
 
+    device = resolve_device(config.device)
     for model_name, dataset in sorted({(g.model, g.dataset) for g in plan(config)}):
         try:
             subject = load_subject(config, model_name, dataset, device.torch_device)
