@@ -77,7 +77,7 @@ def prepare_zoo(config: RunConfig) -> list[dict]:
     zoo_names = [m for m in config.models if m in zoo.ENTRIES]
     needed = set(zoo_names) | {name for name, e in zoo.ENTRIES.items()
                                if e.role == "shuffled-labels" and any(zoo.ENTRIES[m].model == e.model for m in zoo_names)}
-    return zoo.table([zoo.load(name) for name in sorted(needed)])
+    return zoo.table(zoo.load_many(sorted(needed)))
 
 
 def run(config: RunConfig, *, executor: str | Executor = "local", executor_options: dict | None = None,
@@ -120,9 +120,13 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors")
 
     if config.filters:
-        pool.exclusive(partial(write_filter_pages, config, run_dir, echo=echo))
+        for failure in pool.exclusive(partial(write_filter_pages, config, run_dir)):
+            echo(failure)
     if config.timing.enabled if timing is None else timing:
-        pool.exclusive(partial(run_timing, config, run_dir, echo=echo))
+        echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
+        code = pool.exclusive(partial(run_timing, config, run_dir))
+        if code not in (0, 5):
+            echo(f"timing suite exited with {code}; failed timing cells are recorded in {run_dir / 'benchmark.json'}")
     collect_run(run_dir)
     meta = {"run": config.name, "config": config.to_dict(), "git_revision": git_revision(),
             "versions": library_versions(), "device": device, "started": started,
@@ -138,13 +142,14 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     return run_dir
 
 
-def write_filter_pages(config: RunConfig, run_dir: Path, echo=print) -> None:
-    """One filters page per (model, dataset) of the grid; a failure is reported and the run goes on."""
+def write_filter_pages(config: RunConfig, run_dir: Path) -> list[str]:
+    """One filters page per (model, dataset) of the grid; failures are returned (for the driver to print), not raised."""
     from .filters import report_page
     from .grid import load_subject
     from .models import get_spec
 
     device = resolve_device(config.device)
+    failures = []
     for model_name, dataset in sorted({(g.model, g.dataset) for g in plan(config)}):
         try:
             subject = load_subject(config, model_name, dataset, device.torch_device)
@@ -152,11 +157,14 @@ def write_filter_pages(config: RunConfig, run_dir: Path, echo=print) -> None:
             report_page(subject.model, spec, subject.x, run_dir / "figures", name=f"{model_name}__{dataset}",
                         steps=config.filters_steps, seed=config.seed)
         except Exception as error:  # a view is a nice-to-have: never lose the run for it
-            echo(f"filters page for {model_name}/{dataset} failed: {type(error).__name__}: {error}")
+            failures.append(f"filters page for {model_name}/{dataset} failed: {type(error).__name__}: {error}")
+    return failures
 
 
-def run_timing(config: RunConfig, run_dir: Path, echo=print) -> int:
-    """pytest-benchmark over the grid's (model, method, batch size) cells, JSON into the run directory."""
+def run_timing(config: RunConfig, run_dir: Path) -> int:
+    """pytest-benchmark over the grid's (model, method, batch size) cells, JSON into the run directory; its exit code.
+
+    Nothing is echoed here: on Ray this runs on a worker, and the driver reports."""
     suite = Path(__file__).parent / "suite" / "test_grid_timing.py"
     json_path = run_dir / "benchmark.json"
     args = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "--benchmark-enable",
@@ -164,8 +172,4 @@ def run_timing(config: RunConfig, run_dir: Path, echo=print) -> int:
             "--benchmark-sort=name", "--benchmark-columns=median,iqr,rounds",
             "--benchmark-timer=bench.timing.device_timer", "--bench-config", str(run_dir / "config.json"),
             "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
-    echo("timing: " + " ".join(args[3:6]) + " ...")
-    result = subprocess.run(args, cwd=Path(__file__).resolve().parents[1])
-    if result.returncode not in (0, 5):
-        echo(f"timing suite exited with {result.returncode}; failed timing cells are recorded in {json_path}")
-    return result.returncode
+    return subprocess.run(args, cwd=Path(__file__).resolve().parents[1]).returncode

@@ -18,6 +18,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 from bench import cli  # noqa: E402
+from bench.device import DeviceError  # noqa: E402
 from bench.executor import ExecutorError, get_executor  # noqa: E402
 from bench.grid import Group, _load_subject, load_subject  # noqa: E402
 from bench.ray_executor import Layout, RayExecutor, plan_workers  # noqa: E402
@@ -173,3 +174,20 @@ def test_unreachable_address_and_missing_ray_are_clear_errors(monkeypatch, capsy
     monkeypatch.delitem(sys.modules, "bench.ray_executor")
     with pytest.raises(ExecutorError, match=r"pip install -e \.\[ray\]"):
         get_executor("ray")
+
+
+def test_a_cpu_cluster_gets_one_worker_per_cpu_and_exclusive_work_holds_the_whole_node(executor) -> None:
+    executor._release()  # the GPU pool's actors hold both CPUs
+    cpu_pool = RayExecutor(retries=0)  # joins the module's cluster (and leaves it running on close)
+    cpu_pool.layout = plan_workers([{"CPU": 2.0}])  # as if the cluster had no GPUs
+    try:
+        with pytest.raises(DeviceError, match="no GPUs"):
+            cpu_pool.check_device("cuda")
+        resources, threads = cpu_pool.exclusive(
+            lambda: (ray.get_runtime_context().get_assigned_resources(), torch.get_num_threads()))
+        assert resources.get("CPU") == 2.0 and not resources.get("GPU") and threads == 2
+        results = list(cpu_pool.map(lambda _: (os.getpid(), tuple(ray.get_gpu_ids())), range(4)))
+        assert len({pid for pid, _ in results}) == 2 and {gpus for _, gpus in results} == {()}
+    finally:
+        cpu_pool.close()
+    assert ray.is_initialized()
