@@ -6,13 +6,14 @@ Self-contained: a randomly initialised torchvision resnet18 (the cost does not d
 on ``METRIC_BENCH_N`` (default 4) random images of ``METRIC_BENCH_SIZE`` (default 64) pixels.
 
 The roofline of a score is the plain forward passes it needs (for example deletion with S steps:
-N * (S + 1) rows), timed with the same model, rows and batch size in the same run; efficiency =
-roofline time / score time (1.0 = no overhead). For sensitivity the unavoidable work is the
+N * (S + 1) rows), timed with the same model, rows and batch size in the same run, just before each
+round of the score; efficiency = the median over rounds of roofline time / score time (1.0 = no
+overhead). For sensitivity the unavoidable work is the
 explanations of the perturbed inputs. Quantus does the same number of model passes (PixelFlipping:
 S steps of N images; FaithfulnessCorrelation: 1 + runs; MaxSensitivity: samples explanations) but
 steps through them in Python with a NumPy round trip per pass. Quantus's ROAD metric raises on RGB
 input, so for ROAD its imputation function (the reference's lil_matrix + scipy spsolve per image)
-is timed against our batched solver on the same removal masks.
+is timed against our batched solver on the same removal masks, at ``METRIC_BENCH_SIZE`` and at 224 px.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from metrics.ranking import pixel_ranks
 
 SIZE = int(os.environ.get("METRIC_BENCH_SIZE", "64"))
 N_IMAGES = int(os.environ.get("METRIC_BENCH_N", "4"))
-ROUNDS = 3
+ROUNDS = 5
 # STEPS is a multiple of 3 so that Quantus (which flattens C*H*W) can take the same number of steps.
 STEPS, RUNS, SAMPLES, SENS_SAMPLES = 24, 32, 16, 8
 FRACTIONS = [p / 10 for p in range(1, 10)]
@@ -91,12 +92,14 @@ def median_seconds(fn: Callable[[], Any], rounds: int = ROUNDS, warmup: bool = T
     return statistics.median(times)
 
 
-def time_against(benchmark: Any, fn: Callable[[], Any], baseline: Callable[[], Any]) -> tuple[float | None, float]:
+def time_against(benchmark: Any, fn: Callable[[], Any], baseline: Callable[[], Any]) -> tuple[float | None, float, float]:
     """Median seconds of ``fn`` (timed by pytest-benchmark, pedantic) and of ``baseline``, run just
-    before each round of ``fn`` so that both see the same machine load (other jobs share the CPU).
+    before each round of ``fn`` so that both see the same machine load (other jobs share the CPU),
+    and the median over rounds of baseline / fn: the paired ratio, robust to load that drifts
+    between rounds.
 
     Each test calls ``fn`` once before, to check its output, which is the warm-up; the baseline gets
-    its own. ``fn``'s time is None when benchmarks are disabled.
+    its own. ``fn``'s time and the ratio are None when benchmarks are disabled.
     """
     baseline()
     baseline_times: list[float] = []
@@ -108,7 +111,10 @@ def time_against(benchmark: Any, fn: Callable[[], Any], baseline: Callable[[], A
 
     benchmark.pedantic(fn, setup=timed_baseline, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     stats = getattr(benchmark, "stats", None)
-    return (None if stats is None else stats.stats.median), statistics.median(baseline_times)
+    if stats is None:
+        return None, statistics.median(baseline_times), None
+    ratios = [b / t for b, t in zip(baseline_times, stats.stats.data)]
+    return stats.stats.median, statistics.median(baseline_times), statistics.median(ratios)
 
 
 def forward_rows(setup: dict[str, Any], passes_per_image: int) -> Callable[[], Tensor]:
@@ -117,11 +123,12 @@ def forward_rows(setup: dict[str, Any], passes_per_image: int) -> Callable[[], T
     return lambda: forward_chunked(setup["model"], rows, setup["chunk"])
 
 
-def record(benchmark: Any, report: list[str], name: str, ours: float | None, roofline: float, rows: int,
+def record(benchmark: Any, report: list[str], name: str, timing: tuple[float | None, float, float | None], rows: int,
            quantus: float | None = None) -> None:
-    if ours is None:
+    """Report a score's median time, its roofline's, and efficiency = the median paired ratio."""
+    ours, roofline, efficiency = timing
+    if ours is None or efficiency is None:
         return
-    efficiency = roofline / ours
     benchmark.extra_info.update(images=N_IMAGES, size=SIZE, rows=rows, roofline_s=roofline, efficiency=efficiency,
                                 threads=torch.get_num_threads())
     line = f"{name:26s} ours {ours:7.3f}s  roofline {roofline:7.3f}s  efficiency {efficiency:5.2f}"
@@ -157,7 +164,7 @@ def test_deletion(benchmark: Any, setup: dict[str, Any], report: list[str], monk
 
     scores = run()
     assert scores.shape == (N_IMAGES,) and torch.isfinite(scores).all()
-    ours, roofline = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
+    timing = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
     q = quantus_module(monkeypatch)
     x, y, a = setup["x"].numpy(), setup["target"].numpy(), setup["attributions"].numpy()
     # Quantus flattens C*H*W: STEPS steps over all channel values is the same number of passes.
@@ -165,7 +172,7 @@ def test_deletion(benchmark: Any, setup: dict[str, Any], report: list[str], monk
                              disable_warnings=True)
     theirs = quantus_seconds(lambda: metric(model=setup["model"], x_batch=x, y_batch=y, a_batch=a, device="cpu",
                                             batch_size=N_IMAGES))
-    record(benchmark, report, f"deletion ({STEPS} steps)", ours, roofline, N_IMAGES * (STEPS + 1), theirs)
+    record(benchmark, report, f"deletion ({STEPS} steps)", timing, N_IMAGES * (STEPS + 1), theirs)
 
 
 @pytest.mark.benchmark(group="metric-insertion")
@@ -175,8 +182,8 @@ def test_insertion(benchmark: Any, setup: dict[str, Any], report: list[str]) -> 
                                  attributions=setup["attributions"], n_steps=STEPS).scores
 
     assert run().shape == (N_IMAGES,)
-    ours, roofline = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
-    record(benchmark, report, f"insertion ({STEPS} steps)", ours, roofline, N_IMAGES * (STEPS + 1))
+    timing = time_against(benchmark, run, forward_rows(setup, STEPS + 1))
+    record(benchmark, report, f"insertion ({STEPS} steps)", timing, N_IMAGES * (STEPS + 1))
 
 
 @pytest.mark.benchmark(group="metric-road")
@@ -186,21 +193,28 @@ def test_road_morf(benchmark: Any, setup: dict[str, Any], report: list[str]) -> 
                                  attributions=setup["attributions"], fractions=FRACTIONS).scores
 
     assert run().shape == (N_IMAGES,)
-    ours, roofline = time_against(benchmark, run, forward_rows(setup, len(FRACTIONS) + 1))
-    record(benchmark, report, f"road_morf ({len(FRACTIONS)} fractions)", ours, roofline,
+    timing = time_against(benchmark, run, forward_rows(setup, len(FRACTIONS) + 1))
+    record(benchmark, report, f"road_morf ({len(FRACTIONS)} fractions)", timing,
            N_IMAGES * (len(FRACTIONS) + 1))
 
 
 @pytest.mark.benchmark(group="metric-road-solver")
-def test_road_solver_against_scipy(benchmark: Any, setup: dict[str, Any], report: list[str],
+@pytest.mark.parametrize("size", sorted({SIZE, 224}))
+def test_road_solver_against_scipy(benchmark: Any, size: int, report: list[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our batched solver against the reference's imputation (lil_matrix + scipy spsolve per image) on
+    the removal masks of every fraction; at 224 px one image (nine systems), the size where holes are
+    widest and iterative solvers slowest."""
     quantus_module(monkeypatch)
     from quantus.functions.perturb_func import noisy_linear_imputation
 
-    ranks = pixel_ranks(setup["attributions"]).repeat(len(FRACTIONS), 1, 1, 1)
-    counts = torch.tensor([int(SIZE * SIZE * p) for p in FRACTIONS]).repeat_interleave(N_IMAGES)
+    n = N_IMAGES if size == SIZE else 1
+    x = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+    noise = torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(2))
+    ranks = pixel_ranks(torch.nn.functional.avg_pool2d(noise, 9, stride=1, padding=4)).repeat(len(FRACTIONS), 1, 1, 1)
+    counts = torch.tensor([int(size * size * p) for p in FRACTIONS]).repeat_interleave(n)
     removed = ranks < counts.view(-1, 1, 1, 1)
-    x = setup["x"].repeat(len(FRACTIONS), 1, 1, 1)
+    x = x.repeat(len(FRACTIONS), 1, 1, 1)
 
     def ours_run() -> Tensor:
         return linear_impute(x, removed)
@@ -218,8 +232,9 @@ def test_road_solver_against_scipy(benchmark: Any, setup: dict[str, Any], report
     error = max(float(np.abs(ours_out[i].double().numpy() - reference[i]).max()) for i in range(x.shape[0]))
     assert error <= 1e-4
     if ours is not None:
-        benchmark.extra_info.update(systems=x.shape[0], scipy_s=theirs, speedup=theirs / ours, max_abs_error=error)
-        report.append(f"{'ROAD imputation':26s} ours {ours:7.3f}s  scipy spsolve (reference) {theirs:7.3f}s  "
+        benchmark.extra_info.update(size=size, systems=x.shape[0], scipy_s=theirs, speedup=theirs / ours,
+                                    max_abs_error=error)
+        report.append(f"{f'ROAD imputation {size}px':26s} ours {ours:7.3f}s  scipy spsolve (reference) {theirs:7.3f}s  "
                       f"({theirs / ours:5.1f}x) on {x.shape[0]} images, max |diff| {error:.1e}")
 
 
@@ -231,14 +246,14 @@ def test_faithfulness_correlation(benchmark: Any, setup: dict[str, Any], report:
                                                 attributions=setup["attributions"], n_runs=RUNS).scores
 
     assert run().shape == (N_IMAGES,)
-    ours, roofline = time_against(benchmark, run, forward_rows(setup, RUNS + 1))
+    timing = time_against(benchmark, run, forward_rows(setup, RUNS + 1))
     q = quantus_module(monkeypatch)
     metric = q.FaithfulnessCorrelation(nr_runs=RUNS, subset_size=int(0.1 * 3 * SIZE * SIZE), return_aggregate=False,
                                        disable_warnings=True)
     x, y, a = setup["x"].numpy(), setup["target"].numpy(), setup["attributions"].numpy()
     theirs = quantus_seconds(lambda: metric(model=setup["model"], x_batch=x, y_batch=y, a_batch=a, device="cpu",
                                             batch_size=N_IMAGES))
-    record(benchmark, report, f"faithfulness_corr ({RUNS} runs)", ours, roofline, N_IMAGES * (RUNS + 1), theirs)
+    record(benchmark, report, f"faithfulness_corr ({RUNS} runs)", timing, N_IMAGES * (RUNS + 1), theirs)
 
 
 @pytest.mark.benchmark(group="metric-infidelity")
@@ -248,8 +263,8 @@ def test_infidelity(benchmark: Any, setup: dict[str, Any], report: list[str]) ->
                                   attributions=setup["attributions"], n_samples=SAMPLES).scores
 
     assert run().shape == (N_IMAGES,)
-    ours, roofline = time_against(benchmark, run, forward_rows(setup, SAMPLES + 1))
-    record(benchmark, report, f"infidelity ({SAMPLES} samples)", ours, roofline, N_IMAGES * (SAMPLES + 1))
+    timing = time_against(benchmark, run, forward_rows(setup, SAMPLES + 1))
+    record(benchmark, report, f"infidelity ({SAMPLES} samples)", timing, N_IMAGES * (SAMPLES + 1))
 
 
 @pytest.mark.benchmark(group="metric-sensitivity")
@@ -263,7 +278,7 @@ def test_sensitivity(benchmark: Any, setup: dict[str, Any], report: list[str], m
 
     assert run().shape == (N_IMAGES,)
     rows, row_targets = setup["x"].repeat_interleave(SENS_SAMPLES, 0), setup["target"].repeat_interleave(SENS_SAMPLES)
-    ours, roofline = time_against(benchmark, run, lambda: method.attribute(model, rows, row_targets))
+    timing = time_against(benchmark, run, lambda: method.attribute(model, rows, row_targets))
     q = quantus_module(monkeypatch)
 
     def explain(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
@@ -274,7 +289,7 @@ def test_sensitivity(benchmark: Any, setup: dict[str, Any], report: list[str], m
     theirs = quantus_seconds(lambda: metric(model=model, x_batch=setup["x"].numpy(), y_batch=setup["target"].numpy(),
                                             a_batch=attributions.numpy(), explain_func=explain, device="cpu",
                                             batch_size=N_IMAGES))
-    record(benchmark, report, f"sensitivity ({SENS_SAMPLES} samples)", ours, roofline,
+    record(benchmark, report, f"sensitivity ({SENS_SAMPLES} samples)", timing,
            N_IMAGES * SENS_SAMPLES, theirs)
 
 

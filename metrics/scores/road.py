@@ -43,8 +43,9 @@ def road_curves(model: nn.Module, x: Tensor, target: Tensor | int, attributions:
     fractions = check_fractions("fractions", fractions)
     n, c, h, w = x.shape
     n_fractions = len(fractions)
-    # The solver keeps about eight input-sized buffers per row (see metrics.imputation).
-    chunk = rows_per_chunk(model, x, device_budget_bytes, extra_bytes_per_row=8 * x[0].numel() * x.element_size())
+    # The solver keeps about twenty input-sized buffers per row, the multigrid levels included (see
+    # metrics.imputation and metrics.multigrid).
+    chunk = rows_per_chunk(model, x, device_budget_bytes, extra_bytes_per_row=24 * x[0].numel() * x.element_size())
     ranks = pixel_ranks(attributions, seed)
     removed_counts = torch.tensor([int(h * w * p) for p in fractions], device=x.device)
     lerf_steps = torch.tensor([order == "lerf" for order in orders], device=x.device)

@@ -33,6 +33,37 @@ def test_batched_imputation_equals_scipy_direct_solver():
         assert np.abs(ours[i].double().numpy() - reference).max() <= 1e-4, f"fixture {i}"
 
 
+def large_masks(size: int = 224) -> torch.Tensor:
+    """Removal patterns (3, 1, size, size) at full resolution, where convergence is hardest: the top
+    90 % and 50 % of a smooth map (blobs, as real attributions give) and one large central hole."""
+    noise = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(4))
+    smooth = torch.nn.functional.avg_pool2d(noise, 15, stride=1, padding=7).flatten()
+    ranks = torch.empty_like(smooth).scatter_(0, smooth.argsort(descending=True),
+                                              torch.arange(smooth.numel(), dtype=smooth.dtype)).view(size, size)
+    masks = torch.zeros(3, 1, size, size, dtype=torch.bool)
+    masks[0, 0] = ranks < 0.9 * size * size
+    masks[1, 0] = ranks < 0.5 * size * size
+    masks[2, 0, size // 8:7 * size // 8, size // 6:5 * size // 6] = True
+    return masks
+
+
+def test_batched_imputation_equals_scipy_direct_solver_at_224_px():
+    x, removed = images(3, size=224, seed=6), large_masks()
+    ours = linear_impute(x, removed)
+    for i in range(3):
+        reference = spsolve_impute(x[i].double().numpy(), removed[i, 0].numpy())
+        assert np.abs(ours[i].double().numpy() - reference).max() <= 1e-4, f"fixture {i}"
+
+
+def test_odd_sizes_are_padded_for_the_multigrid_levels():
+    x = images(2, size=37, seed=7)
+    removed = torch.nn.functional.interpolate(fixture_masks()[[2, 3]].float(), size=(37, 37)) > 0.5
+    ours = linear_impute(x[..., :29], removed[..., :29])
+    for i in range(2):
+        reference = spsolve_impute(x[i, :, :, :29].double().numpy(), removed[i, 0, :, :29].numpy())
+        assert np.abs(ours[i].double().numpy() - reference).max() <= 1e-4, f"fixture {i}"
+
+
 def test_kept_pixels_are_untouched_and_noise_is_only_on_removed_pixels():
     x = images(2, size=16)
     removed = fixture_masks(16)[:2]
