@@ -8,7 +8,6 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from .datasets.base import ImageDataset
 from .models.spec import ModelSpec
 from .progress import progress
 
@@ -26,12 +25,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     shuffle_labels: bool = False  # data randomisation check: same images, permuted labels
-
-
-def materialise(dataset: ImageDataset, spec: ModelSpec) -> tuple[Tensor, Tensor]:
-    """Render and preprocess a whole (small) dataset once: (N,C,H,W) inputs and (N,) labels."""
-    batch = dataset.batch(range(len(dataset)))
-    return spec.preprocess(batch.images), batch.labels
+    # Batch-norm statistics are re-estimated on this many training images with the final weights:
+    # running averages lag the weights (torchvision's MobileNetV3 uses momentum 0.01, so after a
+    # few hundred steps its eval-mode statistics are still mostly those of the initialisation).
+    bn_recalibration_images: int = 2048
 
 
 @torch.no_grad()
@@ -92,4 +89,25 @@ def _train(spec: ModelSpec, train_x: Tensor, train_y: Tensor, config: TrainConfi
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
+    recalibrate_batch_norm(model, train_x[:config.bn_recalibration_images], config.batch_size)
     return model.eval()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, x: Tensor, batch_size: int = 64) -> None:
+    """Replace every batch-norm layer's running statistics by their exact average over ``x``
+    (cumulative moving average, train-mode forward passes, weights untouched)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(x) < 2:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for start in range(0, len(x), batch_size):
+        if len(x) - start >= 2:
+            model(x[start:start + batch_size])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()

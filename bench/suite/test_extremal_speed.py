@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from adapters.extremal import ExtremalSettings, MaskGenerator, MaskGeometry, extremal_masks, frozen_parameters
 from adapters.extremal.backend import Backend
 from adapters.extremal.pyramid import apply_mask, gaussian_blur, perturbation_pyramid
+from bench.zoo import ENTRIES
 
 IMAGES = int(os.environ.get("EXTREMAL_BENCH_IMAGES", "8"))
 ITERATIONS = int(os.environ.get("EXTREMAL_BENCH_ITERATIONS", "3"))
@@ -213,19 +214,16 @@ def test_mask_generator_memory_per_row(benchmark):
 # Every architecture of the embedded zoo: never slower than TorchRay
 # ------------------------------------------------------------------------------------------
 
-ZOO_ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "vgg_slim")
+# One entry per architecture of the default zoo, walked from the zoo registry.
+ZOO_BY_ARCHITECTURE = {e.model: e for e in reversed(list(ENTRIES.values())) if e.role == "classifier"}
 
 
-@pytest.mark.parametrize("architecture", ZOO_ARCHITECTURES)
+@pytest.mark.parametrize("architecture", sorted(ZOO_BY_ARCHITECTURE))
 def test_never_slower_than_torchray_on_the_zoo(benchmark, architecture):
     """Per-iteration time at the zoo's 64 x 64 input, 4 images x 4 areas, TorchRay's default geometry.
     The weights are the builder's (untrained): timing does not depend on them."""
     ep = pytest.importorskip("torchray.attribution.extremal_perturbation", reason="TorchRay not installed")
-    from bench.zoo import get_entry
-
-    entry = next(e for e in (get_entry(n) for n in ("small_cnn-synthetic", "resnet18-synthetic",
-                                                     "mobilenet_v3_small-synthetic", "vgg_slim-synthetic"))
-                 if e.model == architecture)
+    entry = ZOO_BY_ARCHITECTURE[architecture]
     model = entry.spec().build().eval()
     x = torch.randn(4, 3, entry.image_size, entry.image_size, generator=torch.Generator().manual_seed(3))
     target = torch.arange(4) % entry.num_classes

@@ -9,7 +9,7 @@ import torch
 
 from bench import zoo
 from bench.cli import main
-from bench.train import TrainConfig
+from bench.train import TrainConfig, recalibrate_batch_norm
 
 TINY = zoo.ZooEntry("small_cnn-synthetic", "small_cnn", n_train=96, n_test=32, train=TrainConfig(epochs=1, batch_size=32))
 
@@ -94,3 +94,28 @@ def test_shuffled_label_model_memorises_its_permuted_labels() -> None:
     assert shuffled.entry.role == "shuffled-labels"
     assert shuffled.metadata["train_accuracy"] >= 0.9  # fitted to the permuted labels...
     assert shuffled.accuracy < 0.5                     # ...which carry nothing to the held-out data
+
+
+def test_batch_norm_recalibration_gives_the_exact_statistics_and_keeps_the_weights() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4, momentum=0.01)).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "tracked" not in k}
+    x = torch.randn(40, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    recalibrate_batch_norm(model, x, batch_size=8)
+    with torch.no_grad():
+        features = model[0](x)
+    norm = model[1]
+    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    assert norm.momentum == 0.01 and not model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+
+
+def test_shared_rendering_serves_shorter_datasets_with_identical_images() -> None:
+    entry = zoo.ENTRIES["small_cnn-synthetic"]
+    direct = entry.data("test", 12).batch(range(12))
+    with zoo.shared_rendering():
+        short_images, _ = zoo._render(entry.data("test", 5))
+        long_images, long_labels = zoo._render(entry.data("test", 12))
+        again, _ = zoo._render(entry.data("test", 7))
+    assert torch.equal(long_images, direct.images) and torch.equal(long_labels, direct.labels)
+    assert torch.equal(short_images, direct.images[:5]) and torch.equal(again, direct.images[:7])
+    assert zoo._rendered is None  # nothing held once the block ends
