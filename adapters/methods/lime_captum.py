@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..budget import DEFAULT_MEMORY_MB, rows_for_budget
-from ..lime_common import SegmentLime, lime_kernel, numpy_seed
+from ..lime_common import SegmentLime, lime_kernel, numpy_seed, probabilities
 from ..maps import paint_segments
 from ..registry import register
 from ..seeding import generator
@@ -83,13 +83,12 @@ class _SegmentClassifier:
     segments where z is 0 set to ``hide_value``, built for the whole batch at once."""
 
     def __init__(self, model: nn.Module, x_i: Tensor, segments: Tensor, hide_value: float) -> None:
-        self.model, self.x_i, self.segments, self.hide_value = model, x_i.detach(), segments, hide_value
+        # Built in (B, H, W, C) so that the batch is channels-last without a copy (see ``probabilities``).
+        self.model, self.x_i, self.segments, self.hide_value = model, x_i.detach().permute(1, 2, 0), segments, hide_value
 
     def __call__(self, z: Tensor) -> Tensor:
-        keep = z.bool()[:, self.segments].unsqueeze(1)  # (B, 1, H, W)
-        images = torch.where(keep, self.x_i, self.hide_value)
-        with torch.no_grad():
-            return torch.softmax(self.model(images).float(), dim=1)
+        keep = z.bool()[:, self.segments].unsqueeze(-1)  # (B, H, W, 1)
+        return probabilities(self.model, torch.where(keep, self.x_i, self.hide_value).permute(0, 3, 1, 2))
 
 
 def _replay_rows(samples: Tensor):  # noqa: ANN202 - Captum needs a generator function
@@ -101,9 +100,10 @@ def _replay_rows(samples: Tensor):  # noqa: ANN202 - Captum needs a generator fu
 
 def _replay(values: Tensor):  # noqa: ANN202
     # Captum asks for one similarity per sample, in sampling order; they were computed at once.
-    stream = iter(values.tolist())
+    # One-element tensors, not floats: Captum would build a tensor from each float.
+    stream = iter(values.split(1))
 
-    def similarity(*_: Any, **__: Any) -> float:
+    def similarity(*_: Any, **__: Any) -> Tensor:
         return next(stream)
 
     return similarity

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..budget import DEFAULT_MEMORY_MB, rows_for_budget
-from ..lime_common import SegmentLime, numpy_seed
+from ..lime_common import SegmentLime, numpy_seed, probabilities
 from ..maps import paint_segments
 from ..registry import register
 
@@ -72,9 +72,8 @@ def probabilities_fn(model: nn.Module, device: torch.device, dtype: torch.dtype)
 
     def classifier_fn(images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=dtype)
-        with torch.no_grad():
-            logits = model(batch.permute(0, 3, 1, 2).contiguous())
-        return torch.softmax(logits.float(), dim=1).double().cpu().numpy()
+        # (B, H, W, C) permuted is already channels-last: no copy before the model.
+        return probabilities(model, batch.permute(0, 3, 1, 2)).double().cpu().numpy()
 
     return classifier_fn
 
