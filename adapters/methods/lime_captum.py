@@ -33,7 +33,7 @@ class LimeCaptumMethod(SegmentLime):
     Why ``LimeBase`` in the interpretable space rather than ``Lime(feature_mask=...)``: ``Lime``
     builds every perturbed image in its Python sampling loop, one small tensor op chain per sample
     (1-5 ms each on a busy CPU, more than the model). Here Captum's loop only moves binary vectors;
-    each batch of ``perturbations_per_eval`` vectors becomes images in one ``torch.where`` on the
+    each batch of ``perturbations_per_eval`` vectors becomes images in one masked multiply on the
     device inside the forward function, and the kernel weights are computed once, vectorised.
 
     Memory knob: ``perturbations_per_eval`` perturbed images per model pass (default: the budget's
@@ -84,11 +84,18 @@ class _SegmentClassifier:
 
     def __init__(self, model: nn.Module, x_i: Tensor, segments: Tensor, hide_value: float) -> None:
         # Built in (B, H, W, C) so that the batch is channels-last without a copy (see ``probabilities``).
-        self.model, self.x_i, self.segments, self.hide_value = model, x_i.detach().permute(1, 2, 0), segments, hide_value
+        self.model, self.hide_value = model, hide_value
+        self.x_i = x_i.detach().permute(1, 2, 0).contiguous()
+        self.pixels = segments.flatten()
 
     def __call__(self, z: Tensor) -> Tensor:
-        keep = z.bool()[:, self.segments].unsqueeze(-1)  # (B, H, W, 1)
-        return probabilities(self.model, torch.where(keep, self.x_i, self.hide_value).permute(0, 3, 1, 2))
+        # A 0/1 float mask times the image, not torch.where on a bool mask and not z[:, segments]:
+        # index_select plus a multiply is ~5x faster on a CPU, and exact (1*x = x, 0*x + hide = hide).
+        keep = z.to(self.x_i.dtype).index_select(1, self.pixels).view(len(z), *self.x_i.shape[:2], 1)
+        images = keep * self.x_i
+        if self.hide_value:
+            images += (1 - keep) * self.hide_value
+        return probabilities(self.model, images.permute(0, 3, 1, 2))
 
 
 def _replay_rows(samples: Tensor):  # noqa: ANN202 - Captum needs a generator function
