@@ -10,10 +10,10 @@ builds one sparse matrix per image and calls scipy's direct solver on the CPU. H
 (d_i = sum of the weights of i's in-image neighbours) is solved for every (image, channel) at once by
 conjugate gradients preconditioned with one multigrid V-cycle (:mod:`metrics.multigrid`): the matrix
 is symmetric (w_ij = w_ji) and positive definite whenever each hole touches a kept pixel, and the
-V-cycle makes the iteration count independent of the holes' size (about a dozen for a relative
-tolerance of 1e-6, where Jacobi-preconditioned CG needs a number proportional to the hole's
-diameter). A system that has converged takes steps of 0; a system's arithmetic never involves
-another's, so a row's result does not depend on the other rows in its batch.
+V-cycle keeps the iteration count nearly independent of the holes' size (12 at 32 px to 16 at 224 px
+for a relative tolerance of 1e-6 on 10-90 % removals, where Jacobi-preconditioned CG needs a number
+proportional to the hole's diameter). A system that has converged takes steps of 0; a system's
+arithmetic never involves another's, so a row's result does not depend on the other rows in its batch.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def linear_impute(x: Tensor, removed: Tensor, *, tol: float = 1e-6, max_iter: in
     x: (M, C, H, W) float; removed: (M, 1, H, W) bool. Returns (M, C, H, W), equal to ``x`` where not
     removed. A system has converged when its residual's norm in the preconditioner's metric (about
     the error's energy norm) has fallen by ``tol`` from the start; multigrid-preconditioned CG gets
-    there in about a dozen iterations at any image size, so ``max_iter`` is only a guard.
+    there in 12 to 16 iterations from 32 to 224 px, so ``max_iter`` is only a guard.
     """
     m_rows, channels, h, w = x.shape
     # Every (image, channel) is one system, on the contiguous last axis: per-system scalars broadcast
