@@ -103,9 +103,35 @@ def excluded(config: RunConfig, method: str, metric: str) -> bool:
     return any(fnmatch.fnmatch(f"{method}:{metric}", pattern) for pattern in config.exclude)
 
 
+def not_applicable(model: str, method: str, metric: str) -> str | None:
+    """Why a cell cannot be computed whatever the configuration, or None: such cells are not planned
+    (a run lists them) rather than recorded as errors."""
+    inputs = metrics.get(metric).inputs
+    if "random_label_model" in inputs and (model not in zoo.ENTRIES or _shuffled_twin(zoo.ENTRIES[model]) is None):
+        return "no model trained on shuffled labels for this architecture"
+    if "method" in inputs and adapters.get_class(method).needs_mask:
+        # The score re-explains perturbed inputs or other classes, whose ground-truth mask is unknown.
+        return "the score re-explains inputs that have no ground-truth mask"
+    return None
+
+
 def plan(config: RunConfig) -> list[Group]:
-    return [Group(model, dataset, method, tuple(m for m in config.metrics if not excluded(config, method, m)))
+    return [Group(model, dataset, method, tuple(m for m in config.metrics
+                                                if not excluded(config, method, m) and not not_applicable(model, method, m)))
             for model in config.models for dataset in _datasets_for(model, config) for method in config.methods]
+
+
+def unplanned(config: RunConfig) -> list[dict[str, str]]:
+    """The (model, method, metric) cells of the grid that :func:`plan` leaves out, with the reason."""
+    rows = []
+    for model in config.models:
+        for method in config.methods:
+            for metric in config.metrics:
+                reason = "excluded by the configuration" if excluded(config, method, metric) else \
+                    not_applicable(model, method, metric)
+                if reason:
+                    rows.append({"model": model, "method": method, "metric": metric, "reason": reason})
+    return rows
 
 
 def cell_hash(config: RunConfig, group: Group, metric: str | None) -> str:

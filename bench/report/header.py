@@ -43,8 +43,18 @@ def run_section(analysis: Analysis) -> list[Block]:
 
 
 def notes_section(analysis: Analysis) -> list[Block]:
-    notes = analysis.run.metadata.get("notes") or []
-    return [Heading("Notes"), Bullets([str(n) for n in notes])] if notes else []
+    notes = [str(n) for n in analysis.run.metadata.get("notes") or []]
+    notes += _not_planned(analysis.run.metadata.get("not_planned") or [])
+    return [Heading("Notes"), Bullets(notes)] if notes else []
+
+
+def _not_planned(rows: list[dict]) -> list[str]:
+    """One line per reason: which (method, metric) pairs the grid left out, on how many models."""
+    by_reason: dict[str, dict[str, set[str]]] = {}
+    for row in rows:
+        by_reason.setdefault(row["reason"], {}).setdefault(f"{row['method']}:{row['metric']}", set()).add(row["model"])
+    return [f"not planned, {reason}: " + ", ".join(f"{pair} ({len(models)} model(s))" for pair, models in sorted(pairs.items()))
+            for reason, pairs in sorted(by_reason.items())]
 
 
 def parameters_section(analysis: Analysis) -> list[Block]:

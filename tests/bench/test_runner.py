@@ -8,6 +8,7 @@ import pytest
 
 from bench import cells as cells_module
 from bench.config import from_dict
+from bench.grid import plan, unplanned
 from bench.runner import run
 
 
@@ -66,15 +67,19 @@ def test_a_failing_cell_becomes_an_error_row_and_the_run_goes_on(tmp_path) -> No
 
 @pytest.mark.slow
 def test_timing_cells_are_measured_with_pytest_benchmark(tmp_path) -> None:
-    config = _config(tmp_path, methods={"saliency": {}}, metrics={"deletion": {"n_steps": 4}},
+    # Occlusion's cost depends on the image size: the timing cell must pass it (it once did not).
+    config = _config(tmp_path, methods={"saliency": {}, "occlusion": {"window": 32, "stride": 32}},
+                     metrics={"deletion": {"n_steps": 4}},
                      timing={"enabled": True, "batch_sizes": [2], "rounds": 2, "warmup_rounds": 1})
     run_dir = run(config, echo=lambda *_: None)
     bench = json.loads((run_dir / "benchmark.json").read_text())
-    assert len(bench["benchmarks"]) == 1
-    info = bench["benchmarks"][0]["extra_info"]
-    assert info["method"] == "saliency" and info["batch_size"] == 2 and info["forward_passes"] == 1
+    assert len(bench["benchmarks"]) == 2
+    passes = {b["extra_info"]["method"]: b["extra_info"]["forward_passes"] for b in bench["benchmarks"]}
+    assert passes == {"saliency": 1, "occlusion": 1 + 4}  # the clean pass + 2 x 2 windows on 64 x 64
+    info = next(b for b in bench["benchmarks"] if b["extra_info"]["method"] == "saliency")["extra_info"]
+    assert info["batch_size"] == 2
     assert info["efficiency"] > 0 and info["images_per_s"] > 0 and info["device"] == "cpu"
-    assert bench["benchmarks"][0]["stats"]["rounds"] == 2
+    assert all(b["stats"]["rounds"] == 2 for b in bench["benchmarks"])
     assert "torch" in bench["machine_info"] and "cudnn" in bench["machine_info"]
     timings = pd.read_csv(run_dir / "timings.csv")
     assert timings.loc[0, "model"] == "small_cnn" and timings.loc[0, "roofline_s"] > 0
@@ -89,3 +94,21 @@ def test_report_with_filter_pages_is_built_from_the_run(tmp_path) -> None:
     report = (run_dir / "report.md").read_text()
     assert "figures/filters_small_cnn__synthetic.png" in report
     assert "saliency" in report and "deletion" in report
+
+
+def test_cells_that_cannot_be_computed_are_not_planned_and_are_listed(tmp_path) -> None:
+    config = _config(tmp_path, models=["small_cnn-synthetic", "vgg_slim-synthetic"],
+                     metrics={"deletion": {}, "data_randomisation": {}, "random_logit": {}},
+                     exclude=["random:deletion"])
+    planned = {(g.model, g.method): set(g.metrics) for g in plan(config)}
+    # Only small_cnn has a twin trained on shuffled labels; the oracle cannot be re-explained.
+    assert planned[("small_cnn-synthetic", "saliency")] == {"deletion", "data_randomisation", "random_logit"}
+    assert planned[("vgg_slim-synthetic", "saliency")] == {"deletion", "random_logit"}
+    assert planned[("small_cnn-synthetic", "oracle")] == {"deletion"}
+    assert planned[("small_cnn-synthetic", "random")] == {"data_randomisation", "random_logit"}
+    left_out = {(r["model"], r["method"], r["metric"]): r["reason"] for r in unplanned(config)}
+    assert "shuffled labels" in left_out[("vgg_slim-synthetic", "saliency", "data_randomisation")]
+    assert "ground-truth mask" in left_out[("small_cnn-synthetic", "oracle", "random_logit")]
+    assert left_out[("small_cnn-synthetic", "random", "deletion")] == "excluded by the configuration"
+    # vgg: data_randomisation x 3 methods + oracle:random_logit; small_cnn: oracle x 2; random:deletion x 2 models
+    assert len(left_out) == 4 + 2 + 2
