@@ -115,23 +115,21 @@ def not_applicable(model: str, method: str, metric: str) -> str | None:
     return None
 
 
+def left_out(config: RunConfig, model: str, method: str, metric: str) -> str | None:
+    """Why :func:`plan` leaves a cell out (the configuration excludes it, or it is not applicable), or None."""
+    return "excluded by the configuration" if excluded(config, method, metric) else not_applicable(model, method, metric)
+
+
 def plan(config: RunConfig) -> list[Group]:
-    return [Group(model, dataset, method, tuple(m for m in config.metrics
-                                                if not excluded(config, method, m) and not not_applicable(model, method, m)))
+    return [Group(model, dataset, method, tuple(m for m in config.metrics if not left_out(config, model, method, m)))
             for model in config.models for dataset in _datasets_for(model, config) for method in config.methods]
 
 
 def unplanned(config: RunConfig) -> list[dict[str, str]]:
     """The (model, method, metric) cells of the grid that :func:`plan` leaves out, with the reason."""
-    rows = []
-    for model in config.models:
-        for method in config.methods:
-            for metric in config.metrics:
-                reason = "excluded by the configuration" if excluded(config, method, metric) else \
-                    not_applicable(model, method, metric)
-                if reason:
-                    rows.append({"model": model, "method": method, "metric": metric, "reason": reason})
-    return rows
+    cells = ((model, method, metric) for model in config.models for method in config.methods for metric in config.metrics)
+    return [{"model": model, "method": method, "metric": metric, "reason": reason}
+            for model, method, metric in cells if (reason := left_out(config, model, method, metric))]
 
 
 def cell_hash(config: RunConfig, group: Group, metric: str | None) -> str:

@@ -117,8 +117,9 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     computed = sum(o.computed for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     errors = sum(o.errors for o in outcomes)
+    not_planned = unplanned(config)
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors, "
-         f"{len(unplanned(config))} not planned (excluded or not applicable: see the report's notes)")
+         f"{len(not_planned)} not planned (excluded or not applicable: see the report's notes)")
 
     if config.filters:
         for failure in pool.exclusive(partial(write_filter_pages, config, run_dir)):
@@ -132,7 +133,7 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     meta = {"run": config.name, "config": config.to_dict(), "git_revision": git_revision(),
             "versions": library_versions(), "device": device, "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": config.notes,
-            "cells": {"computed": computed, "reused": skipped, "errors": errors}, "not_planned": unplanned(config)}
+            "cells": {"computed": computed, "reused": skipped, "errors": errors}, "not_planned": not_planned}
     (run_dir / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
     if config.report:
         from .report import build_report, summary_table

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import partial
 
 import torchvision.models as tvm
-from torch import nn
+from torch import Tensor, nn
 
 from .registry import register_model
 from .spec import ModelSpec
@@ -43,7 +43,7 @@ def vgg_slim() -> ModelSpec:
 
 class _ResNetSlim(nn.Module):
     """resnet18's layout (torchvision BasicBlocks, 2 per stage, ``layer1``..``layer4``, ``fc``) at a
-    quarter of its widths, with a small-input stem (3x3 stride-2 conv, no max-pool): overall stride
+    quarter of its widths, with a small-input stem (3x3 stride-1 conv, 2x2 max-pool): overall stride
     16 instead of 32, so a 64x64 input still has 4x4 features at ``layer4``. With the ImageNet stem,
     resnet18 at 64x64 sees 16x16 after two layers and learns the synthetic shapes far more slowly
     (0.74 held-out after 18000 images against 0.99 for vgg_slim)."""
@@ -70,7 +70,7 @@ class _ResNetSlim(nn.Module):
             downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
         return nn.Sequential(tvm.resnet.BasicBlock(cin, cout, stride, downsample), tvm.resnet.BasicBlock(cout, cout))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
