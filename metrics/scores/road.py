@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..imputation import imputation_noise, noisy_linear_impute
+from ..imputation import DEFAULT_TOL, imputation_noise, noisy_linear_impute
 from ..outputs import class_score, score_classes
 from ..perturb import evaluate_pairs, forward_chunked, rows_per_chunk
 from ..ranking import pixel_ranks
@@ -27,7 +27,7 @@ from ..validation import check_attributions, check_fractions, check_model_inputs
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _PARAMS = {"fractions": FRACTIONS, "noise_std": 0.01, "score": "probability", "target_class": "predicted",
-           "solver_tol": 1e-6}
+           "solver_tol": DEFAULT_TOL}
 
 
 def road_curves(model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, *,
@@ -87,7 +87,7 @@ def _one_order(order: str, direction: str, description: str) -> None:
     def single_order(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
                      device_budget_bytes: int | None = None, fractions: Sequence[float] = FRACTIONS,
                      noise_std: float = 0.01, score: str = "probability", target_class: str = "predicted",
-                     solver_tol: float = 1e-6) -> MetricResult:
+                     solver_tol: float = DEFAULT_TOL) -> MetricResult:
         curves = road_curves(model, x, target, attributions, orders=(order,), seed=seed,
                              device_budget_bytes=device_budget_bytes, fractions=fractions, noise_std=noise_std,
                              score=score, target_class=target_class, solver_tol=solver_tol)
@@ -105,7 +105,7 @@ _one_order("lerf", "higher", "ROAD, least relevant first: mean probability over 
 def road(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
          device_budget_bytes: int | None = None, fractions: Sequence[float] = FRACTIONS,
          noise_std: float = 0.01, score: str = "probability", target_class: str = "predicted",
-         solver_tol: float = 1e-6) -> MetricResult:
+         solver_tol: float = DEFAULT_TOL) -> MetricResult:
     """ROAD combined, (LeRF - MoRF) / 2 of the mean probabilities; higher is better. Both orders share
     one batched pass. Scores (N,), curves (N, P) = (LeRF - MoRF) / 2 per fraction, extras carry both
     curves and their ``correct`` flags."""

@@ -81,6 +81,23 @@ def test_a_row_is_imputed_the_same_alone_and_in_a_batch():
         assert torch.allclose(linear_impute(x[i:i + 1], removed[i:i + 1])[0], batch[i], atol=1e-6)
 
 
+def test_channels_sharing_an_image_s_fields_solve_as_they_would_alone():
+    # The fields are built once per image and broadcast over its channels: each channel must come out
+    # as it does when imputed as a one-channel image, and a mask given per channel must agree too.
+    x, removed = images(6, size=24, seed=3), fixture_masks()
+    together = linear_impute(x, removed)
+    for c in range(3):
+        assert torch.allclose(linear_impute(x[:, c:c + 1], removed)[:, 0], together[:, c], atol=1e-6)
+    assert torch.allclose(linear_impute(x, removed.expand_as(x)), together, atol=1e-6)
+
+
+def test_float64_solves_as_float32_does():
+    x, removed = images(6, size=24, seed=3), fixture_masks()
+    filled = linear_impute(x.double(), removed)
+    assert filled.dtype == torch.float64
+    assert torch.allclose(filled.float(), linear_impute(x, removed), atol=1e-4)
+
+
 @pytest.mark.oracle
 def test_equals_quantus_imputation_function(monkeypatch):
     quantus(monkeypatch)
