@@ -32,7 +32,7 @@ ZOO_STD = (0.25, 0.25, 0.25)
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One trained model: architecture ``model`` on ``dataset`` ('synthetic' or 'shortcut')."""
+    """One trained model: architecture ``model`` on ``dataset`` ('synthetic', 'shortcut' or 'textures')."""
 
     name: str
     model: str
@@ -53,7 +53,8 @@ class ZooEntry:
     def data(self, split: str, n: int | None = None, **overrides) -> SyntheticShapes:
         size = n if n is not None else (self.n_train if split == "train" else self.n_test)
         return SyntheticShapes(size, image_size=self.image_size, num_classes=self.num_classes, seed=self.data_seed,
-                               split=split, shortcut=self.dataset == "shortcut", **overrides)
+                               split=split, shortcut=self.dataset == "shortcut",
+                               evidence="texture" if self.dataset == "textures" else "shape", **overrides)
 
     def fingerprint(self) -> str:
         payload = {"entry": asdict(self), "torch": torch.__version__.split("+")[0], "torchvision": torchvision.__version__.split("+")[0],
@@ -75,6 +76,9 @@ ENTRIES: dict[str, ZooEntry] = _entries(
     ZooEntry("mobilenet_v2_slim-synthetic", "mobilenet_v2_slim", n_train=12000, train=TrainConfig(epochs=3)),
     ZooEntry("vgg_slim-synthetic", "vgg_slim", n_train=18000, train=TrainConfig(epochs=1)),
     ZooEntry("small_cnn-shortcut", "small_cnn", dataset="shortcut", n_train=2000, train=TrainConfig(epochs=4)),
+    # The class is the object's texture and its outline is random: removing the object removes all
+    # the evidence, so removal scores have a known best map (tests/metrics/test_ordering_zoo.py).
+    ZooEntry("small_cnn-textures", "small_cnn", dataset="textures", train=TrainConfig(epochs=8)),
     # Data randomisation (Adebayo et al.): the same architecture fitted to permuted labels. A small
     # training set, no weight decay and many epochs let it memorise them (training accuracy 1.0).
     ZooEntry("small_cnn-synthetic-shuffled", "small_cnn", n_train=256,
@@ -85,7 +89,7 @@ ENTRIES: dict[str, ZooEntry] = _entries(
 # Named sets of entries: what `make bench` trains, and what the tests need.
 CONFIGS: dict[str, tuple[str, ...]] = {
     "default": tuple(ENTRIES),
-    "small": ("small_cnn-synthetic", "small_cnn-shortcut", "small_cnn-synthetic-shuffled"),
+    "small": ("small_cnn-synthetic", "small_cnn-shortcut", "small_cnn-textures", "small_cnn-synthetic-shuffled"),
 }
 
 

@@ -17,6 +17,13 @@ def zoo_small_cnn():
 
 
 @pytest.fixture(scope="session")
+def zoo_textures():
+    from bench import zoo
+
+    return zoo.load("small_cnn-textures")
+
+
+@pytest.fixture(scope="session")
 def zoo_shortcut():
     from bench import zoo
 

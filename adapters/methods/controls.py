@@ -74,15 +74,41 @@ class CenterControl(ControlMethod):
         return gauss.expand(n, 1, h, w).clone()
 
 
+INTERIORS = ("depth", "flat")
+
+
+def mask_depth(inside: Tensor) -> Tensor:
+    """How many 3x3 erosions each pixel of a {0, 1} mask (N, 1, H, W) survives: 1 on the outline,
+    growing towards the centre, 0 off the mask; outside the image counts as off the mask."""
+    depth = torch.zeros_like(inside)
+    current = inside
+    while bool(current.any()):
+        depth += current
+        current = -F.max_pool2d(-F.pad(current, (1, 1, 1, 1)), 3, stride=1)
+    return depth
+
+
 @register("oracle")
 class OracleControl(ControlMethod):
-    """The ground-truth object mask itself (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W),
-    any dtype, nonzero = object), as float32 in {0, 1}: an upper bound on localisation."""
+    """The ground-truth object mask (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W), any
+    dtype, nonzero = object): the best a map can do on data whose evidence is the object.
+
+    ``interior="depth"`` (default) orders the mask's pixels from its centre out: each object pixel
+    holds its depth (3x3 erosions survived) over the image's deepest, in (0, 1], and 0 off the
+    object. Its support is the mask, so localisation is perfect as with the flat mask. What it adds
+    is an order inside the object for the scores that rank pixels (deletion, insertion, ROAD): a
+    flat mask leaves that order to the scores' seeded tie-break, which scatters the object's pixels,
+    and inserting a scattered third of an object reads less than a contiguous patch of it: on the
+    textured zoo Grad-CAM's centre-first blob would then beat the truth on insertion and ROAD-LeRF.
+    ``interior="flat"`` gives the mask itself, float32 in {0, 1}.
+    """
 
     needs_mask = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, interior: str = "depth") -> None:
+        if interior not in INTERIORS:
+            raise AttributionError(f"interior must be one of {list(INTERIORS)}, got {interior!r}")
+        super().__init__(interior=interior)
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
@@ -94,4 +120,8 @@ class OracleControl(ControlMethod):
             mask = mask.unsqueeze(1)
         if tuple(mask.shape) != (n, 1, h, w):
             raise AttributionError(f"mask must have shape {(n, 1, h, w)} or {(n, h, w)}, got {tuple(mask.shape)}")
-        return (mask.to(x.device) != 0).float()
+        inside = (mask.to(x.device) != 0).float()
+        if self.params["interior"] == "flat":
+            return inside
+        depth = mask_depth(inside)
+        return depth / depth.amax(dim=(2, 3), keepdim=True).clamp_min(1.0)

@@ -14,6 +14,15 @@ independently of the label, so on its training data only the watermark predicts 
 the source tag on PASCAL horse images). Its ground-truth mask for explanations is the watermark.
 ``watermark="none"`` removes it and ``"shifted"`` moves it to the next class's corner, to show that
 the model leans on it.
+
+The *textures* variant (``evidence="texture"``) moves the class from the object's outline into its
+fill: the object's shape is drawn at random (disk, square, triangle or diamond) and it is filled
+with the class's two-colour texture (stripes, checkerboard, dots, grid; period 4 px, random
+rotation). Its silhouette carries no class information, so deleting or imputing exactly the object
+removes all the evidence, whatever the hole's shape: the removal scores (deletion, insertion, ROAD)
+then have a known best map, the object mask. On the shapes, a hole in the object's exact outline
+still shows the shape (Rong et al. 2022 call this leakage through the removal pattern), so a coarser
+map that erases the outline can beat the mask there.
 """
 from __future__ import annotations
 
@@ -24,6 +33,10 @@ from torch import Tensor
 from .base import DatasetError, ImageDataset
 
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "diamond")
+TEXTURES = ("stripes", "checkerboard", "dots", "grid")
+TEXTURE_PERIOD = 4.0  # pixels: a blur of sigma 5 (insertion's start image) leaves none of it
+TEXTURED_SHAPES = ("disk", "square", "triangle", "diamond")  # wide enough to hold several periods
+EVIDENCE = ("shape", "texture")
 SPLITS = {"train": 0, "test": 1, "val": 2}
 WATERMARK_SIZE = 6
 WATERMARK_MARGIN = 2
@@ -54,6 +67,20 @@ def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, radius: float, angle
     raise DatasetError(f"unknown shape {shape!r}")
 
 
+def _texture(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Which pixels take the texture's first colour, in coordinates (u, v) rotated with the texture."""
+    p = TEXTURE_PERIOD
+    if name == "stripes":
+        return np.mod(u, p) < p / 2
+    if name == "checkerboard":
+        return (np.floor(u / (p / 2)) + np.floor(v / (p / 2))) % 2 == 0
+    if name == "dots":
+        return (np.mod(u, p) - p / 2) ** 2 + (np.mod(v, p) - p / 2) ** 2 <= (0.3 * p) ** 2
+    if name == "grid":
+        return (np.mod(u, p) < 0.3 * p) | (np.mod(v, p) < 0.3 * p)
+    raise DatasetError(f"unknown texture {name!r}")
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     coarse = torch.from_numpy(rng.uniform(0.15, 0.85, size=(1, 3, 5, 5)).astype(np.float32))
     field = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)[0].numpy()
@@ -82,6 +109,12 @@ def _distractors(rng: np.random.Generator, image: np.ndarray) -> None:
         image[:, hit] = colour
 
 
+def _contrasting_colour(rng: np.random.Generator, image: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """A colour that contrasts with the background under ``obj``, so the object is always visible."""
+    local = image[:, obj].mean(axis=1)
+    return np.where(local > 0.5, rng.uniform(0.0, 0.2, 3), rng.uniform(0.8, 1.0, 3))
+
+
 def watermark_mask(size: int, corner: int) -> np.ndarray:
     mask = np.zeros((size, size), dtype=bool)
     top = WATERMARK_MARGIN if corner in (0, 1) else size - WATERMARK_MARGIN - WATERMARK_SIZE
@@ -107,9 +140,15 @@ class SyntheticShapes(ImageDataset):
     """
 
     def __init__(self, n: int = 512, *, image_size: int = 64, num_classes: int = 4, seed: int = 0,
-                 split: str = "test", shortcut: bool = False, watermark: str = "class") -> None:
-        if not 2 <= num_classes <= len(SHAPES):
-            raise DatasetError(f"num_classes must be in [2, {len(SHAPES)}], got {num_classes}")
+                 split: str = "test", shortcut: bool = False, watermark: str = "class",
+                 evidence: str = "shape") -> None:
+        if evidence not in EVIDENCE:
+            raise DatasetError(f"evidence must be one of {list(EVIDENCE)}, got {evidence!r}")
+        classes = SHAPES if evidence == "shape" else TEXTURES
+        if not 2 <= num_classes <= len(classes):
+            raise DatasetError(f"num_classes must be in [2, {len(classes)}] for evidence={evidence!r}, got {num_classes}")
+        if shortcut and evidence != "shape":
+            raise DatasetError("the shortcut variant is defined on the shapes (evidence='shape')")
         if image_size < 32:
             raise DatasetError(f"image_size must be at least 32 pixels, got {image_size}")
         if split not in SPLITS:
@@ -120,11 +159,11 @@ class SyntheticShapes(ImageDataset):
             raise DatasetError("the shortcut variant encodes the class by corner: at most 4 classes")
         if watermark not in ("class", "none", "shifted"):
             raise DatasetError(f"watermark must be 'class', 'none' or 'shifted', got {watermark!r}")
-        self.name = "shortcut" if shortcut else "synthetic"
+        self.name = "shortcut" if shortcut else "synthetic" if evidence == "shape" else "textures"
         self.n, self.image_size, self.num_classes, self.seed = n, image_size, num_classes, seed
-        self.split, self.shortcut, self.watermark = split, shortcut, watermark
+        self.split, self.shortcut, self.watermark, self.evidence = split, shortcut, watermark, evidence
         self.has_masks = True
-        self.class_names = SHAPES[:num_classes]
+        self.class_names = classes[:num_classes]
 
     def __len__(self) -> int:
         return self.n
@@ -136,6 +175,8 @@ class SyntheticShapes(ImageDataset):
     def _render(self, index: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int]:
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} out of range for a dataset of {self.n} images")
+        if self.evidence == "texture":
+            return self._render_texture(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index, int(self.shortcut)])
         size = self.image_size
         label = index % self.num_classes  # balanced classes in every contiguous slice
@@ -146,10 +187,7 @@ class SyntheticShapes(ImageDataset):
         cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         obj = _shape_mask(SHAPES[shape_class], yy - cy, xx - cx, radius, rng.uniform(0, 2 * np.pi))
-        # Contrast with the local background so the object is always visible.
-        local = image[:, obj].mean(axis=1)
-        colour = np.where(local > 0.5, rng.uniform(0.0, 0.2, 3), rng.uniform(0.8, 1.0, 3))
-        image[:, obj] = colour[:, None]
+        image[:, obj] = _contrasting_colour(rng, image, obj)[:, None]
         gt = obj
         if self.shortcut:
             wm = None
@@ -159,6 +197,26 @@ class SyntheticShapes(ImageDataset):
                 wm = _draw_watermark(image, (label + 1) % 4)
             gt = wm if wm is not None else np.zeros_like(obj)
         return np.clip(image, 0, 1).astype(np.float32), label, gt, obj, shape_class
+
+    def _render_texture(self, index: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int]:
+        rng = np.random.default_rng([self.seed, SPLITS[self.split], index, 2])  # its own stream
+        size = self.image_size
+        label = index % self.num_classes
+        image = _background(rng, size)
+        _distractors(rng, image)
+        radius = rng.uniform(0.15, 0.22) * size
+        cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        shape = TEXTURED_SHAPES[int(rng.integers(len(TEXTURED_SHAPES)))]
+        obj = _shape_mask(shape, yy - cy, xx - cx, radius, rng.uniform(0, 2 * np.pi))
+        angle = rng.uniform(0, 2 * np.pi)
+        u = np.cos(angle) * (xx - cx) + np.sin(angle) * (yy - cy)
+        v = -np.sin(angle) * (xx - cx) + np.cos(angle) * (yy - cy)
+        first = _texture(TEXTURES[label], u, v)
+        colour = _contrasting_colour(rng, image, obj)
+        image[:, obj & first] = colour[:, None]
+        image[:, obj & ~first] = 1.0 - colour[:, None]
+        return np.clip(image, 0, 1).astype(np.float32), label, obj, obj, label
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor]:
         image, label, gt, _, _ = self._render(index)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy import ndimage
 
@@ -28,13 +29,33 @@ def test_center_is_a_centred_gaussian(model, images):
     np.testing.assert_allclose(maps[0, 0].numpy(), expected, rtol=1e-5)
 
 
-def test_oracle_returns_the_mask(model, images):
+def test_oracle_flat_returns_the_mask(model, images):
     mask = torch.zeros(2, 32, 32, dtype=torch.bool)
     mask[0, 4:10, 5:20] = True
-    maps = adapters.get("oracle").attribute(model, images[:2], 0, mask=mask)
+    maps = adapters.get("oracle", interior="flat").attribute(model, images[:2], 0, mask=mask)
     assert torch.equal(maps[:, 0], mask.float())
-    four_d = adapters.get("oracle").attribute(model, images[:2], 0, mask=mask[:, None].float() * 3)
+    four_d = adapters.get("oracle", interior="flat").attribute(model, images[:2], 0, mask=mask[:, None].float() * 3)
     assert torch.equal(four_d, maps), "any nonzero value is object"
+
+
+def test_oracle_orders_the_mask_from_its_centre_out(model, images):
+    mask = torch.zeros(3, 32, 32, dtype=torch.bool)
+    mask[0, 4:11, 5:20] = True  # 7 rows: depths 1, 2, 3, 4, 3, 2, 1
+    mask[1, 0:5, 0:5] = True  # in the corner: the image border is the outline too
+    maps = adapters.get("oracle").attribute(model, images[:3], 0, mask=mask)
+    assert torch.equal(maps[:, 0] > 0, mask), "the support is the mask: localisation is that of the mask"
+    assert torch.equal(maps[0, 0, 4:11, 12], torch.tensor([1, 2, 3, 4, 3, 2, 1]) / 4)
+    rows, cols = torch.meshgrid(torch.arange(5), torch.arange(5), indexing="ij")
+    depth = torch.minimum(torch.minimum(rows + 1, cols + 1), torch.minimum(5 - rows, 5 - cols)).float()
+    assert torch.equal(maps[1, 0, :5, :5], depth / 3)
+    assert not maps[2].any(), "an empty mask gives an empty map"
+    flat = adapters.get("oracle", interior="flat").attribute(model, images[:3], 0, mask=mask)
+    assert torch.equal(flat > 0, maps > 0)
+
+
+def test_oracle_rejects_an_unknown_interior():
+    with pytest.raises(adapters.AttributionError, match="interior must be one of"):
+        adapters.get("oracle", interior="gaussian")
 
 
 def test_random_is_uniform_noise_per_image(model, images):

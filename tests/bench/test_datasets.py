@@ -11,7 +11,7 @@ from bench.datasets.synthetic import watermark_mask
 
 
 def test_registry_lists_the_datasets() -> None:
-    assert {"synthetic", "shortcut", "skimage", "folder"} <= set(list_datasets())
+    assert {"synthetic", "shortcut", "textures", "skimage", "folder"} <= set(list_datasets())
     with pytest.raises(DatasetError, match="unknown dataset 'imagenet'"):
         get_dataset("imagenet")
 
@@ -68,11 +68,39 @@ def test_shortcut_objects_carry_no_label_information() -> None:
     assert all(plain.object_class(i) == plain[i][1] for i in range(40))
 
 
+def test_textures_put_the_class_in_the_fill_and_none_in_the_outline() -> None:
+    data = get_dataset("textures", n=400, split="train")
+    assert data.name == "textures" and data.class_names == ("stripes", "checkerboard", "dots", "grid")
+    image, label, mask = data[5]
+    inside = image[:, mask[0]]
+    # Two colours, one the other's complement, each a real share of the object.
+    colours, counts = inside.T.unique(dim=0, return_counts=True)
+    assert len(colours) == 2 and torch.allclose(colours[0] + colours[1], torch.ones(3))
+    assert counts.min() > 0.15 * counts.sum()
+    assert torch.equal(data.object_mask(5), mask) and data.object_class(5) == label
+    # The outline is drawn independently of the class: every shape appears with every class.
+    outline = {}
+    for i in range(400):
+        area = int(data.object_mask(i).sum())
+        outline.setdefault(i % 4, []).append(area)
+    means = [np.mean(areas) for areas in outline.values()]
+    assert max(means) / min(means) < 1.15
+    # Deterministic, and its own stream: not the shapes' images.
+    assert torch.equal(get_dataset("textures", n=4)[2][0], get_dataset("textures", n=9)[2][0])
+    assert not torch.equal(get_dataset("textures", n=4)[2][0], SyntheticShapes(4)[2][0])
+
+
 def test_bad_synthetic_parameters_name_the_problem() -> None:
     with pytest.raises(DatasetError, match="num_classes"):
         SyntheticShapes(4, num_classes=9)
     with pytest.raises(DatasetError, match="at most 4 classes"):
         SyntheticShapes(4, num_classes=5, shortcut=True)
+    with pytest.raises(DatasetError, match="evidence must be one of"):
+        SyntheticShapes(4, evidence="colour")
+    with pytest.raises(DatasetError, match="num_classes must be in \\[2, 4\\] for evidence='texture'"):
+        SyntheticShapes(4, num_classes=5, evidence="texture")
+    with pytest.raises(DatasetError, match="shortcut variant is defined on the shapes"):
+        SyntheticShapes(4, shortcut=True, evidence="texture")
     with pytest.raises(DatasetError, match="unknown split"):
         SyntheticShapes(4, split="dev")
     with pytest.raises(IndexError):

@@ -56,8 +56,9 @@ def test_unknown_entry_and_config_name_the_problem() -> None:
 
 
 @pytest.mark.slow
-def test_small_zoo_classifiers_reach_95_percent(zoo_small_cnn) -> None:
-    assert zoo_small_cnn.accuracy >= 0.95
+def test_small_zoo_classifiers_reach_95_percent(zoo_small_cnn, zoo_textures) -> None:
+    assert zoo_small_cnn.accuracy >= 0.95 and zoo_textures.accuracy >= 0.95
+    assert zoo_textures.dataset().name == "textures"
     x, y, masks = zoo_small_cnn.batch(n=8)
     assert x.shape == (8, 3, 64, 64) and masks.shape == (8, 1, 64, 64)
     with torch.no_grad():
@@ -79,11 +80,11 @@ def test_shortcut_model_leans_on_the_watermark(zoo_shortcut) -> None:
 
 
 @pytest.mark.slow
-def test_cli_zoo_json_lists_the_entries(capsys, zoo_small_cnn, zoo_shortcut) -> None:
+def test_cli_zoo_json_lists_the_entries(capsys, zoo_small_cnn, zoo_shortcut, zoo_textures) -> None:
     assert main(["zoo", "--config", "small", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     names = {row["name"] for row in rows}
-    assert {"small_cnn-synthetic", "small_cnn-shortcut"} <= names
+    assert {"small_cnn-synthetic", "small_cnn-shortcut", "small_cnn-textures"} <= names
     for row in rows:
         assert {"model", "dataset", "accuracy", "path"} <= set(row)
 
