@@ -77,7 +77,7 @@ ENTRIES: dict[str, ZooEntry] = _entries(
     ZooEntry("vgg_slim-synthetic", "vgg_slim", n_train=18000, train=TrainConfig(epochs=1)),
     ZooEntry("small_cnn-shortcut", "small_cnn", dataset="shortcut", n_train=2000, train=TrainConfig(epochs=4)),
     # The class is the object's texture and its outline is random: removing the object removes all
-    # the evidence, so removal scores have a known best map (tests/metrics/test_ordering_zoo.py).
+    # the evidence, so removal scores can be checked against the mask (tests/metrics/test_ordering_zoo.py).
     ZooEntry("small_cnn-textures", "small_cnn", dataset="textures", train=TrainConfig(epochs=8)),
     # Data randomisation (Adebayo et al.): the same architecture fitted to permuted labels. A small
     # training set, no weight decay and many epochs let it memorise them (training accuracy 1.0).

@@ -19,8 +19,9 @@ The *textures* variant (``evidence="texture"``) moves the class from the object'
 fill: the object's shape is drawn at random (disk, square, triangle or diamond) and it is filled
 with the class's two-colour texture (stripes, checkerboard, dots, grid; period 4 px, random
 rotation). Its silhouette carries no class information, so deleting or imputing exactly the object
-removes all the evidence, whatever the hole's shape: the removal scores (deletion, insertion, ROAD)
-then have a known best map, the object mask. On the shapes, a hole in the object's exact outline
+removes all the evidence, whatever the hole's shape: for the removal scores (deletion, insertion,
+ROAD) the object mask is then the best evidence-removing map (a map can still push a MoRF score
+below chance by turning one texture into another). On the shapes, a hole in the object's exact outline
 still shows the shape (Rong et al. 2022 call this leakage through the removal pattern), so a coarser
 map that erases the outline can beat the mask there.
 """

@@ -4,8 +4,8 @@ Averaged over held-out images, for each score (higher = better after the directi
 check the orderings that a sound score must give, on two zoo models:
 
 - ``small_cnn-textures``: the class is the texture inside the object and the object's outline is
-  random, so removing the object removes all the evidence and the object mask is the best map for
-  every score. Localisation, deletion, insertion, ROAD MoRF and LeRF: oracle mask > Grad-CAM,
+  random, so removing the object removes all the evidence and the object mask must beat the maps
+  that have to find the object. Localisation, deletion, insertion, ROAD MoRF and LeRF: oracle mask > Grad-CAM,
   saliency > random map > inverted oracle, except the pairs in ``TEXTURE_NOT_GUARANTEED``.
 - ``small_cnn-synthetic`` (the class is the shape): localisation gives the full order; removal
   scores give informed > random > inverted but cannot separate the mask from Grad-CAM or saliency
