@@ -40,7 +40,8 @@ class RunConfig:
     datasets: list[str] = field(default_factory=lambda: ["auto"])
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    exclude: list[str] = field(default_factory=list)  # "method:metric" patterns (shell wildcards) left out of the grid
+    # "method:metric" (every model) or "model:method:metric" patterns (shell wildcards) left out of the grid
+    exclude: list[str] = field(default_factory=list)
     weights: dict[str, str] = field(default_factory=dict)  # model spec -> weights (path or torchvision member)
     dataset_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_images: int = 16

@@ -87,8 +87,8 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"metric {name!r}: unknown parameter(s) {unknown}; "
                               f"protocol parameters: {sorted(metrics.get(name).params)}")
     for pattern in config.exclude:
-        if pattern.count(":") != 1:
-            raise ConfigError(f"exclude entries are 'method:metric' patterns, got {pattern!r}")
+        if pattern.count(":") not in (1, 2):
+            raise ConfigError(f"exclude entries are 'method:metric' or 'model:method:metric' patterns, got {pattern!r}")
     if config.target not in ("predicted", "label"):
         raise ConfigError(f"target must be 'predicted' or 'label', got {config.target!r}")
     for key in ("n_images", "batch_size"):
@@ -98,9 +98,11 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("no (model, dataset) pair matches the configuration")
 
 
-def excluded(config: RunConfig, method: str, metric: str) -> bool:
-    """True when a ``method:metric`` pattern of ``config.exclude`` matches (e.g. ``extremal:model_randomisation_*``)."""
-    return any(fnmatch.fnmatch(f"{method}:{metric}", pattern) for pattern in config.exclude)
+def excluded(config: RunConfig, model: str, method: str, metric: str) -> bool:
+    """True when a pattern of ``config.exclude`` matches: ``method:metric`` for every model (e.g.
+    ``extremal:model_randomisation_*``) or ``model:method:metric`` (e.g. ``small_cnn-shortcut:*:sensitivity``)."""
+    return any(fnmatch.fnmatch(f"{model}:{method}:{metric}" if pattern.count(":") == 2 else f"{method}:{metric}", pattern)
+               for pattern in config.exclude)
 
 
 def not_applicable(model: str, method: str, metric: str) -> str | None:
@@ -117,7 +119,7 @@ def not_applicable(model: str, method: str, metric: str) -> str | None:
 
 def left_out(config: RunConfig, model: str, method: str, metric: str) -> str | None:
     """Why :func:`plan` leaves a cell out (the configuration excludes it, or it is not applicable), or None."""
-    return "excluded by the configuration" if excluded(config, method, metric) else not_applicable(model, method, metric)
+    return "excluded by the configuration" if excluded(config, model, method, metric) else not_applicable(model, method, metric)
 
 
 def plan(config: RunConfig) -> list[Group]:

@@ -56,6 +56,8 @@ def test_unknown_keys_and_names_are_clear_errors(tmp_path) -> None:
         prepare(from_dict({**base, "methods": ["saliency"], "metrics": {"deletion": {"stepz": 3}}}))
     with pytest.raises(ConfigError, match="method 'saliency'"):
         prepare(from_dict({**base, "methods": {"saliency": {"colour": "red"}}, "metrics": ["deletion"]}))
+    with pytest.raises(ConfigError, match="'method:metric' or 'model:method:metric' patterns, got 'a:b:c:d'"):
+        prepare(from_dict({**base, "methods": ["saliency"], "metrics": ["deletion"], "exclude": ["a:b:c:d"]}))
 
 
 def test_unwritable_output_and_missing_device_fail_before_work(tmp_path) -> None:

@@ -99,16 +99,18 @@ def test_report_with_filter_pages_is_built_from_the_run(tmp_path) -> None:
 def test_cells_that_cannot_be_computed_are_not_planned_and_are_listed(tmp_path) -> None:
     config = _config(tmp_path, models=["small_cnn-synthetic", "vgg_slim-synthetic"],
                      metrics={"deletion": {}, "data_randomisation": {}, "random_logit": {}},
-                     exclude=["random:deletion"])
+                     exclude=["random:deletion", "vgg_slim-*:saliency:random_*"])
     planned = {(g.model, g.method): set(g.metrics) for g in plan(config)}
     # Only small_cnn has a twin trained on shuffled labels; the oracle cannot be re-explained.
     assert planned[("small_cnn-synthetic", "saliency")] == {"deletion", "data_randomisation", "random_logit"}
-    assert planned[("vgg_slim-synthetic", "saliency")] == {"deletion", "random_logit"}
+    assert planned[("vgg_slim-synthetic", "saliency")] == {"deletion"}  # random_logit excluded for vgg only
     assert planned[("small_cnn-synthetic", "oracle")] == {"deletion"}
     assert planned[("small_cnn-synthetic", "random")] == {"data_randomisation", "random_logit"}
     left_out = {(r["model"], r["method"], r["metric"]): r["reason"] for r in unplanned(config)}
     assert "shuffled labels" in left_out[("vgg_slim-synthetic", "saliency", "data_randomisation")]
     assert "ground-truth mask" in left_out[("small_cnn-synthetic", "oracle", "random_logit")]
     assert left_out[("small_cnn-synthetic", "random", "deletion")] == "excluded by the configuration"
-    # vgg: data_randomisation x 3 methods + oracle:random_logit; small_cnn: oracle x 2; random:deletion x 2 models
-    assert len(left_out) == 4 + 2 + 2
+    assert left_out[("vgg_slim-synthetic", "saliency", "random_logit")] == "excluded by the configuration"
+    # vgg: data_randomisation x 3 methods + oracle:random_logit + saliency:random_logit; small_cnn: oracle x 2;
+    # random:deletion x 2 models
+    assert len(left_out) == 5 + 2 + 2
