@@ -91,7 +91,8 @@ def mask_depth(inside: Tensor) -> Tensor:
 @register("oracle")
 class OracleControl(ControlMethod):
     """The ground-truth object mask (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W), any
-    dtype, nonzero = object): the best a map can do on data whose evidence is the object.
+    dtype, nonzero = object): the truth that maps are measured against on data whose evidence is
+    the object.
 
     ``interior="depth"`` (default) orders the mask's pixels from its centre out: each object pixel
     holds its depth (3x3 erosions survived) over the image's deepest, in (0, 1], and 0 off the

@@ -43,9 +43,14 @@ WATERMARK_SIZE = 6
 WATERMARK_MARGIN = 2
 
 
-def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, radius: float, angle: float) -> np.ndarray:
+def _rotated(dy: np.ndarray, dx: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (dy, dx) from a centre in the frame rotated by ``angle``: (u, v)."""
     c, s = np.cos(angle), np.sin(angle)
-    u, v = c * dx + s * dy, -s * dx + c * dy
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, radius: float, angle: float) -> np.ndarray:
+    u, v = _rotated(dy, dx, angle)
     if shape == "disk":
         return u ** 2 + v ** 2 <= radius ** 2
     if shape == "square":
@@ -210,10 +215,7 @@ class SyntheticShapes(ImageDataset):
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         shape = TEXTURED_SHAPES[int(rng.integers(len(TEXTURED_SHAPES)))]
         obj = _shape_mask(shape, yy - cy, xx - cx, radius, rng.uniform(0, 2 * np.pi))
-        angle = rng.uniform(0, 2 * np.pi)
-        u = np.cos(angle) * (xx - cx) + np.sin(angle) * (yy - cy)
-        v = -np.sin(angle) * (xx - cx) + np.cos(angle) * (yy - cy)
-        first = _texture(TEXTURES[label], u, v)
+        first = _texture(TEXTURES[label], *_rotated(yy - cy, xx - cx, rng.uniform(0, 2 * np.pi)))
         colour = _contrasting_colour(rng, image, obj)
         image[:, obj & first] = colour[:, None]
         image[:, obj & ~first] = 1.0 - colour[:, None]
@@ -227,5 +229,6 @@ class SyntheticShapes(ImageDataset):
         return torch.from_numpy(self._render(index)[3])[None]
 
     def object_class(self, index: int) -> int:
-        """The class of the drawn object's shape: the label, except in the shortcut variant."""
+        """The class the drawn object shows (its shape, or its texture in the textures variant): the
+        label, except in the shortcut variant."""
         return self._render(index)[4]
