@@ -64,8 +64,7 @@ SETTINGS: dict[str, dict[str, Any]] = {"deletion": {"n_steps": 16}, "insertion":
 # pixels are being removed (MoRF) or the last of them kept (LeRF). Beyond them every informed map
 # has removed (kept) the whole object and every score sits at chance (at the clean probability).
 TEXTURE_SETTINGS: dict[str, dict[str, Any]] = {
-    **SETTINGS, "road_morf": {"fractions": [0.05, 0.1, 0.2], "solver_tol": 1e-4},
-    "road_lerf": {"fractions": [0.8, 0.9, 0.95], "solver_tol": 1e-4}}
+    **SETTINGS, "road_morf": {**ROAD, "fractions": [0.05, 0.1, 0.2]}, "road_lerf": {**ROAD, "fractions": [0.8, 0.9, 0.95]}}
 SHAPE_LEAKAGE = ("not guaranteed on shapes: a hole in the object's outline still shows the shape (Rong et al. 2022); "
                  "Grad-CAM's blob erases it")
 OUT_OF_DISTRIBUTION = "random scattered grey pixels destroy the image faster than an edge-first order"
