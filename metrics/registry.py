@@ -61,6 +61,16 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r} needs {missing}")
         return self.fn(**kwargs)
 
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` (protocol parameters only) checked for names, types and ranges before any work;
+        returns them in canonical form. A bad one raises a ``ValueError`` whose one-line message names
+        the metric, the parameter, what is accepted and what was given."""
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise TypeError(f"metric {self.name!r}: unknown parameter(s) {unknown}; "
+                            f"protocol parameters: {sorted(self.params)}")
+        return dict(params)
+
     def protocol(self, **overrides: Any) -> dict[str, Any]:
         """The protocol parameters a score was computed with (defaults updated by ``overrides``)."""
         merged = dict(self.params)
