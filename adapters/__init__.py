@@ -2,7 +2,8 @@
 
 Adding a method: a file in ``adapters/methods/`` with a :class:`Method` subclass decorated with
 ``@register("name")``; parameters are keyword arguments of ``__init__`` passed to
-``super().__init__(**params)``; implement ``_attribute(model, x, target) -> (N, 1, H, W)`` and
+``super().__init__(**params)``, each validated there with :mod:`adapters.checks` (type, finiteness,
+and an upper bound on every count); implement ``_attribute(model, x, target) -> (N, 1, H, W)`` and
 ``cost(**context) -> Cost``; set ``stochastic`` (then take a ``seed``), ``memory_knobs`` (names of
 the internal batch-size parameters) and, for a slow method, ``quick_params()`` (cheap settings).
 The contract tests in ``tests/adapters/`` walk ``names()`` and run on it without further changes.

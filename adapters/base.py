@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from .budget import DEFAULT_MEMORY_MB, rows_for_budget
+from .errors import AttributionError
+from .logits import LogitsWatch, logits_error, non_finite_images
+from .probe import probe
+from .targets import class_indices
 
-class AttributionError(ValueError):
-    """Bad input to a method, or a method that produced an unusable map."""
+T = TypeVar("T")
 
 
 class UnknownMethodError(AttributionError, KeyError):
@@ -27,6 +31,11 @@ class UnknownMethodError(AttributionError, KeyError):
 
 class UnknownParameterError(AttributionError, TypeError):
     """A method was given a parameter it does not take (also a ``TypeError``)."""
+
+
+#: Errors after which running the model once more to diagnose would only fail again.
+_OUT_OF_MEMORY = (MemoryError, torch.cuda.OutOfMemoryError)
+_OFF_X = " (perturbed, noisy or interpolated copies), though finite on x itself"
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,14 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) -> Tensor:
-    """Validate ``(model, x, target)`` against the contract and return ``target`` as a LongTensor (N,)."""
+    """Validate ``(model, x, target)`` against the contract and return ``target`` as a LongTensor (N,).
+
+    ``target``: an int (or a 0-d tensor / numpy scalar), broadcast to every image, or one class
+    index per image as a list, numpy array or tensor; whole floats count as their class, anything
+    else (fractional, NaN, bool, str, None) is refused (:func:`adapters.targets.class_indices`).
+    A model whose logits on ``x[:1]`` (the probe's image) are not finite is refused here, before
+    any method runs.
+    """
     if not isinstance(model, nn.Module):
         raise AttributionError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if model.training:
@@ -100,24 +116,31 @@ def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) 
     expected_channels = _input_channels(model)
     if expected_channels is not None and x.shape[1] != expected_channels:
         raise AttributionError(f"x has {x.shape[1]} channels but the model takes {expected_channels}")
-    if isinstance(target, int):
-        target = torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
-    elif not isinstance(target, Tensor):
-        target = torch.as_tensor(target, dtype=torch.long, device=x.device)
+    target = class_indices(target, x.device)
     if target.dim() == 0:
-        target = target.expand(x.shape[0])
+        target = target.reshape(1).repeat(x.shape[0])
     if target.dim() != 1 or target.shape[0] != x.shape[0]:
         raise AttributionError(f"target must have one class index per image ({x.shape[0]}), "
                                f"got shape {tuple(target.shape)}")
-    if target.is_floating_point():
-        raise AttributionError(f"target must hold integer class indices, got dtype {target.dtype}")
-    target = target.to(device=x.device, dtype=torch.long)
     if (target < 0).any():
         raise AttributionError(f"target contains negative class indices: {target.tolist()}")
-    classes = _output_classes(model, x)
-    if (target >= classes).any():
-        raise AttributionError(f"target out of range: model has {classes} classes, got {target.tolist()}")
+    # One cached forward of one image per (model, input shape): exact for any architecture, and it
+    # turns "the model does not take this input" into a clear error before any method runs.
+    model_probe = probe(model, x)
+    if not model_probe.logits_finite:
+        raise non_finite_logits(model, x) or logits_error([0])
+    if (target >= model_probe.n_classes).any():
+        raise AttributionError(f"target out of range: model has {model_probe.n_classes} classes, got {target.tolist()}")
     return target
+
+
+def non_finite_logits(model: nn.Module, x: Tensor, memory_mb: float = DEFAULT_MEMORY_MB) -> AttributionError | None:
+    """The error naming the images of ``x`` whose logits are not finite, or None when all are.
+
+    Costs one no-grad forward of ``x`` (in budget-sized chunks): only called once something is wrong.
+    """
+    bad = non_finite_images(model, x, rows_for_budget(model, x, memory_mb, backward=False))
+    return logits_error(bad) if bad else None
 
 
 def _input_channels(model: nn.Module) -> int | None:
@@ -127,14 +150,6 @@ def _input_channels(model: nn.Module) -> int | None:
         if isinstance(module, nn.Linear):
             return None
     return None
-
-
-def _output_classes(model: nn.Module, x: Tensor) -> int:
-    # One cached forward of one image per (model, input shape): exact for any architecture, and it
-    # turns "the model does not take this input" into a clear error before any method runs.
-    from .probe import probe
-
-    return probe(model, x).n_classes
 
 
 class Method:
@@ -182,15 +197,41 @@ class Method:
             kwargs.pop("mask", None)
         self._check_kwargs(kwargs)
         self.diagnostics = {}
+        maps, saw_non_finite = self._watched(model, x, lambda: self._attribute(model, x, target, **kwargs))
+        return self._check_output(maps, x, model, saw_non_finite)
+
+    def _watched(self, model: nn.Module, x: Tensor, run: Callable[[], T]) -> tuple[T, bool]:
+        """``run()`` with the model's logits watched (:class:`adapters.logits.LogitsWatch`) and the
+        model checked to be left as found; returns (result, whether any logits were not finite).
+
+        An error raised while non-finite logits were seen becomes the logits error when ``x``'s own
+        logits are at fault (lime's regression, for one, fails on NaN probabilities).
+        """
         before = ModelState.of(model)
+        watch = LogitsWatch(model)
         try:
-            maps = self._attribute(model, x, target, **kwargs)
-        finally:
-            after = ModelState.of(model)
-        if after != before:
+            with watch:
+                result = run()
+        except Exception as error:
+            if not watch.saw_non_finite or isinstance(error, (AttributionError, *_OUT_OF_MEMORY)):
+                raise
+            self._refuse_non_finite_logits(model, x, cause=error)
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise AttributionError(f"method {self.name!r} failed ({type(error).__name__}: {first_line}) after the "
+                                   f"model's logits were not finite on some inputs it built from x{_OFF_X}") from error
+        if ModelState.of(model) != before:
             raise AttributionError(f"method {self.name!r} changed the model (training flags, requires_grad "
                                    "or hooks); this is a bug in the adapter")
-        return self._check_output(maps, x)
+        return result, watch.saw_non_finite
+
+    def _refuse_non_finite_logits(self, model: nn.Module, x: Tensor, cause: BaseException | None = None) -> None:
+        """Raise the logits error if ``x``'s own logits are not finite; return otherwise."""
+        try:
+            error = non_finite_logits(model, x, self.params.get("memory_mb", DEFAULT_MEMORY_MB))
+        except Exception:  # noqa: BLE001 - the diagnosis failed: the caller reports what it saw
+            return
+        if error is not None:
+            raise error from cause
 
     def _check_kwargs(self, kwargs: dict[str, Any]) -> None:
         accepted = inspect.signature(self._attribute).parameters
@@ -200,12 +241,21 @@ class Method:
         if unknown:
             raise AttributionError(f"method {self.name!r} got unexpected argument(s) {unknown} in attribute()")
 
-    def _check_output(self, maps: Tensor, x: Tensor) -> Tensor:
+    def _check_output(self, maps: Tensor, x: Tensor, model: nn.Module, saw_non_finite: bool) -> Tensor:
         n, _, h, w = x.shape
         if maps.shape != (n, 1, h, w):
             raise AttributionError(f"method {self.name!r} returned shape {tuple(maps.shape)}, expected {(n, 1, h, w)}")
-        if not torch.isfinite(maps).all():
-            raise AttributionError(f"method {self.name!r} produced a non-finite attribution map")
+        finite = bool(torch.isfinite(maps).all())
+        if saw_non_finite or not finite:
+            self._refuse_non_finite_logits(model, x)
+        if not finite:
+            detail = f": the model's logits were not finite on some inputs the method built from x{_OFF_X}" \
+                if saw_non_finite else ""
+            raise AttributionError(f"method {self.name!r} produced a non-finite attribution map{detail}")
+        if saw_non_finite:
+            # x's logits are finite and so is the map (e.g. only a baseline's logits were NaN): keep
+            # the map, and say so.
+            self.diagnostics["non_finite_logits_off_x"] = True
         # Detached: a map is a result, never part of a graph that would keep activations alive.
         return maps.detach().to(device=x.device, dtype=torch.float32)
 

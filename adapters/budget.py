@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .base import AttributionError
+from .checks import check_float, check_int
+from .errors import AttributionError
 from .probe import probe
 
 DEFAULT_MEMORY_MB: float = 1024.0
@@ -18,6 +19,10 @@ DEFAULT_MEMORY_MB: float = 1024.0
 # batches past a few dozen rows only spill the caches (measured: 1000 forwards of a small CNN at
 # 64x64 run ~1.7x faster in batches of 64 than in one batch of 1000).
 MAX_ROWS: dict[str, int] = {"cuda": 1024, "cpu": 64}
+#: Upper bound of an explicit internal batch size: 64 times the budget's own GPU cap; a pass of
+#: more rows than that does not fit any device for image inputs (65536 rows of 3x224x224 float32
+#: inputs alone are 37 GiB), so a larger value is a typo, not a setting.
+MAX_BATCH: int = 65536
 
 
 def rows_for_budget(model: nn.Module, x: Tensor, memory_mb: float, *, backward: bool,
@@ -30,18 +35,20 @@ def rows_for_budget(model: nn.Module, x: Tensor, memory_mb: float, *, backward: 
 
 
 def check_memory_mb(memory_mb: float) -> float:
-    if not isinstance(memory_mb, (int, float)) or not memory_mb > 0:
-        raise AttributionError(f"memory_mb must be a positive number of megabytes, got {memory_mb!r}")
-    return float(memory_mb)
+    # Finite: an infinite budget would turn into an infinite number of rows.
+    return check_float("memory_mb", memory_mb, low=0, low_open=True)
 
 
 def check_batch(name: str, value: int | None, minimum: int = 1) -> int | None:
     """Validate an internal batch size parameter (``None`` = derive from the budget)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AttributionError(f"{name} must be an integer >= {minimum} or None, got {value!r}")
-    return value
+    return check_int(name, value, minimum, MAX_BATCH, optional=True,
+                     why="more rows than any device holds in one pass")
+
+
+def check_fits(what: str, n_bytes: int, memory_mb: float, advice: str) -> None:
+    """Refuse, before allocating, a tensor of ``n_bytes`` that alone exceeds the method's budget."""
+    if n_bytes > memory_mb * 2**20:
+        raise AttributionError(f"{what} needs {n_bytes / 2**20:,.0f} MiB, over memory_mb={memory_mb:g}; {advice}")
 
 
 def spans(n: int, size: int) -> list[slice]:

@@ -7,10 +7,16 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import AttributionError, Cost, Method
-from .budget import check_batch, check_memory_mb
+from .base import Cost, Method
+from .budget import check_batch, check_fits, check_memory_mb
+from .checks import check_float, check_int
 from .segmentation import Segmenter
 from .seeding import check_seed, image_seeds
+
+
+#: lime's default is 1000 samples and papers use up to ~10000; 100000 model passes per image is past
+#: any real run (the (samples x segments) design matrix is also checked against ``memory_mb``).
+MAX_SAMPLES = 100_000
 
 
 class SegmentLime(Method):
@@ -34,13 +40,11 @@ class SegmentLime(Method):
                  segmentation_kwargs: dict[str, Any] | None, segmentation_input: str,
                  mean: Sequence[float] | None, std: Sequence[float] | None, seed: int, memory_mb: float,
                  **knobs: int | None) -> None:
-        check_batch("n_samples", n_samples, minimum=2)
-        if not isinstance(kernel_width, (int, float)) or not kernel_width > 0:
-            raise AttributionError(f"kernel_width must be positive, got {kernel_width!r}")
-        if not isinstance(hide_value, (int, float)):
-            raise AttributionError(f"hide_value must be a number, got {hide_value!r}")
+        # At least 2: the first sample is the unperturbed image, a regression needs more than that.
+        n_samples = check_int("n_samples", n_samples, 2, MAX_SAMPLES, why="lime's default is 1000")
         self.segmenter = Segmenter.build(segmentation, segmentation_kwargs, segmentation_input, mean, std)
-        super().__init__(n_samples=n_samples, kernel_width=float(kernel_width), hide_value=float(hide_value),
+        super().__init__(n_samples=n_samples, kernel_width=check_float("kernel_width", kernel_width, 0, low_open=True),
+                         hide_value=check_float("hide_value", hide_value),
                          **self.segmenter.params(), seed=check_seed(seed),
                          **{name: check_batch(name, value) for name, value in knobs.items()},
                          memory_mb=check_memory_mb(memory_mb))
@@ -54,6 +58,10 @@ class SegmentLime(Method):
         seeds = image_seeds(x, self.params["seed"])
         segments = self.segmenter.segment(x, seeds)
         self.diagnostics["segments"] = segments
+        # Both adapters hold the binary samples (n_samples, K) as int64 and solve a K x K regression.
+        k = int(segments.amax()) + 1
+        check_fits(f"lime's {self.params['n_samples']} samples x {k} superpixels", 8 * k * (self.params["n_samples"] + k),
+                   self.params["memory_mb"], "lower n_samples or ask for fewer segments, or raise memory_mb")
         return seeds, segments
 
     def cost(self, **context: object) -> Cost:

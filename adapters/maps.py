@@ -7,7 +7,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
 
-from .base import AttributionError
+from .checks import check_choice
 
 #: Channel reductions (N, C, H, W) -> (N, 1, H, W). Which one a method uses is its ``reduction``
 #: parameter; gradient maps conventionally use ``max_abs`` (Simonyan et al. 2014), signed
@@ -24,9 +24,7 @@ UPSAMPLING: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "area")
 
 
 def check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise AttributionError(f"unknown channel reduction {reduction!r}; choose one of {sorted(REDUCTIONS)}")
-    return reduction
+    return check_choice("reduction", reduction, sorted(REDUCTIONS), what="channel reduction")
 
 
 def reduce_channels(attributions: Tensor, reduction: str) -> Tensor:
@@ -35,9 +33,7 @@ def reduce_channels(attributions: Tensor, reduction: str) -> Tensor:
 
 
 def check_upsampling(mode: str) -> str:
-    if mode not in UPSAMPLING:
-        raise AttributionError(f"unknown upsampling {mode!r}; choose one of {list(UPSAMPLING)}")
-    return mode
+    return check_choice("upsample", mode, UPSAMPLING, what="upsampling")
 
 
 def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:

@@ -2,7 +2,9 @@
 
 What it records depends only on the architecture and the input shape, so it is cached per model
 object (weakly: a deleted model drops its entry) and per (C, H, W, dtype, device). Re-initialising
-weights in place (the sanity checks) keeps the entry valid.
+weights in place (the sanity checks) keeps the entry valid. Whether the logits are finite depends
+on the image and the weights, not on the architecture: a probe that saw non-finite logits is
+returned but never cached, so the next call looks again.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AttributionError
+from .errors import AttributionError
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class ModelProbe:
     order: tuple[ModuleCall, ...]
     #: Bytes of every leaf module's output for one image: what autograd keeps for a backward pass.
     activation_bytes: int
+    #: Whether the probed image's logits were all finite (the probe is not cached when they were not).
+    logits_finite: bool = True
 
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelProbe]]" = weakref.WeakKeyDictionary()
@@ -42,9 +46,12 @@ def probe(model: nn.Module, x: Tensor) -> ModelProbe:
     """Probe ``model`` with ``x[:1]`` (x: (N, C, H, W)); cached per model and input shape."""
     key = (tuple(x.shape[1:]), x.dtype, x.device)
     per_model = _CACHE.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = _run_probe(model, x[:1].detach())
-    return per_model[key]
+    if key in per_model:
+        return per_model[key]
+    result = _run_probe(model, x[:1].detach())
+    if result.logits_finite:
+        per_model[key] = result
+    return result
 
 
 def _run_probe(model: nn.Module, x1: Tensor) -> ModelProbe:
@@ -78,4 +85,5 @@ def _run_probe(model: nn.Module, x1: Tensor) -> ModelProbe:
         raise AttributionError(f"the model must map (N, C, H, W) to logits (N, K), got {shape}")
     ordered = sorted(last_seen, key=last_seen.__getitem__)
     order = tuple(ModuleCall(names[m], type(m), shapes[m], calls[m]) for m in ordered)
-    return ModelProbe(n_classes=int(out.shape[1]), order=order, activation_bytes=activation[0])
+    return ModelProbe(n_classes=int(out.shape[1]), order=order, activation_bytes=activation[0],
+                      logits_finite=bool(torch.isfinite(out).all()))

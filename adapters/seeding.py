@@ -12,7 +12,7 @@ import hashlib
 import torch
 from torch import Tensor
 
-from .base import AttributionError
+from .checks import check_int
 
 
 def image_seeds(x: Tensor, seed: int) -> list[int]:
@@ -31,6 +31,5 @@ def generator(seed: int, device: torch.device | str) -> torch.Generator:
 
 
 def check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise AttributionError(f"seed must be an integer, got {seed!r}")
-    return seed
+    # The seed keys a 64-bit hash (``image_seeds``): it must fit a signed 64-bit integer.
+    return check_int("seed", seed, -2**63, 2**63 - 1, why="the seed must fit a signed 64-bit integer")

@@ -15,15 +15,18 @@ Labels are renumbered 0..K-1 (SLIC starts at 1, and lime assumes 0..K-1).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from skimage.segmentation import quickshift, slic
 from torch import Tensor
 
-from .base import AttributionError
+from .checks import check_choice, check_float, check_int
+from .errors import AttributionError
 
 #: Defaults per algorithm; ``segmentation_kwargs`` overrides them. Quickshift's are lime's own.
 SEGMENTATION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,6 +34,21 @@ SEGMENTATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "quickshift": {"kernel_size": 4, "max_dist": 200.0, "ratio": 0.2},
 }
 SEGMENTATION_INPUTS = ("minmax", "denormalize", "raw")
+_ALGORITHMS: dict[str, Callable[..., np.ndarray]] = {"slic": slic, "quickshift": quickshift}
+#: Arguments ``segment_one`` sets itself (or that would change what the call returns).
+_RESERVED = {"image", "channel_axis", "convert2lab", "rng", "return_tree"}
+#: Range checks of the numeric ``segmentation_kwargs``; other accepted keys go to scikit-image as
+#: given. Past 4096 superpixels LIME's regression has more unknowns than any usual sample count,
+#: and quickshift's cost grows with the square of its kernel.
+_KWARG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "n_segments": partial(check_int, low=1, high=4096, why="more superpixels than LIME can weigh"),
+    "max_num_iter": partial(check_int, low=1, high=1000),
+    "compactness": partial(check_float, low=0, low_open=True),
+    "sigma": partial(check_float, low=0, high=100),
+    "kernel_size": partial(check_float, low=0, high=64, low_open=True),
+    "max_dist": partial(check_float, low=0, low_open=True),
+    "ratio": partial(check_float, low=0, high=1),
+}
 
 
 @dataclass(frozen=True)
@@ -47,16 +65,13 @@ class Segmenter:
     def build(cls, algorithm: str, kwargs: dict[str, Any] | None, segmentation_input: str,
               mean: Sequence[float] | None, std: Sequence[float] | None) -> "Segmenter":
         """Validate the parameters and merge ``kwargs`` over the algorithm's defaults."""
-        if algorithm not in SEGMENTATION_DEFAULTS:
-            raise AttributionError(f"unknown segmentation {algorithm!r}; choose one of {sorted(SEGMENTATION_DEFAULTS)}")
-        if segmentation_input not in SEGMENTATION_INPUTS:
-            raise AttributionError(f"unknown segmentation_input {segmentation_input!r}; choose one of {list(SEGMENTATION_INPUTS)}")
+        check_choice("segmentation", algorithm, sorted(SEGMENTATION_DEFAULTS))
+        check_choice("segmentation_input", segmentation_input, SEGMENTATION_INPUTS)
+        mean, std = _channel_values("mean", mean, positive=False), _channel_values("std", std, positive=True)
         if segmentation_input == "denormalize" and (mean is None or std is None):
             raise AttributionError("segmentation_input='denormalize' needs the normalisation's mean= and std=")
-        merged = {**SEGMENTATION_DEFAULTS[algorithm], **(kwargs or {})}
-        return cls(algorithm, tuple(sorted(merged.items())), segmentation_input,
-                   None if mean is None else tuple(float(v) for v in mean),
-                   None if std is None else tuple(float(v) for v in std))
+        merged = {**SEGMENTATION_DEFAULTS[algorithm], **_check_kwargs(algorithm, kwargs)}
+        return cls(algorithm, tuple(sorted(merged.items())), segmentation_input, mean, std)
 
     def image(self, x_i: Tensor) -> np.ndarray:
         """The (H, W, C) float64 image in [0, 1] that the segmentation sees, from x_i (C, H, W)."""
@@ -90,3 +105,31 @@ class Segmenter:
         """The recipe as method parameters (``segmentation``, ``segmentation_kwargs``, ...)."""
         return {"segmentation": self.algorithm, "segmentation_kwargs": dict(self.kwargs),
                 "segmentation_input": self.input, "mean": self.mean, "std": self.std}
+
+
+def _check_kwargs(algorithm: str, kwargs: Any) -> dict[str, Any]:
+    """``segmentation_kwargs`` checked against the algorithm's signature and the ranges above;
+    values are kept as given (they are recorded in the method's params)."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise AttributionError(f"segmentation_kwargs must be a dict of {algorithm} arguments or None, got {kwargs!r}")
+    accepted = set(inspect.signature(_ALGORITHMS[algorithm]).parameters) - _RESERVED
+    unknown = sorted(str(k) for k in kwargs if k not in accepted)
+    if unknown:
+        raise AttributionError(f"segmentation_kwargs has unknown argument(s) {unknown} for {algorithm}; "
+                               f"accepted: {sorted(accepted)}")
+    for key, value in kwargs.items():
+        if key in _KWARG_CHECKS:
+            _KWARG_CHECKS[key](f"segmentation_kwargs[{key!r}]", value)
+    return kwargs
+
+
+def _channel_values(name: str, values: Any, positive: bool) -> tuple[float, ...] | None:
+    """``mean`` / ``std`` as a tuple of finite floats (``std`` positive), or None."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not len(values):
+        raise AttributionError(f"{name} must be a non-empty sequence of numbers (one per channel) or None, got {values!r}")
+    values = [v.item() if isinstance(v, Tensor) and v.numel() == 1 else v for v in values]  # a tensor of per-channel values
+    return tuple(check_float(f"{name}[{i}]", v, 0 if positive else None, low_open=positive) for i, v in enumerate(values))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..base import AttributionError, check_inputs
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget
+from ..targets import class_indices
 from .mask_generator import MaskGeometry
 from .optimiser import ExtremalHistory, StepCallback, optimise_rows
 from .pyramid import gaussian_blur, perturbation_pyramid
@@ -88,15 +89,12 @@ def stack_images(x: Tensor | Sequence[Tensor]) -> Tensor:
 
 
 def check_targets(model: nn.Module, x: Tensor, target: Tensor | int | Sequence[int] | Sequence[Sequence[int]]) -> Tensor:
-    """Targets as a long tensor (N, T): one or more classes per image, each validated by the contract."""
-    if isinstance(target, Tensor) and target.dim() == 2:
-        columns = target
-    elif not isinstance(target, (Tensor, int)) and len(target) and not isinstance(target[0], int) \
-            and hasattr(target[0], "__len__"):
-        columns = torch.as_tensor(target, dtype=torch.long)
-    else:
-        return check_inputs(model, x, target).unsqueeze(1)  # type: ignore[arg-type]
-    if columns.dim() != 2 or columns.shape[0] != x.shape[0] or columns.shape[1] == 0:
+    """Targets as a long tensor (N, T): one or more classes per image, each validated by the contract
+    (the same entry rules as :func:`adapters.check_inputs`: whole numbers only)."""
+    columns = class_indices(target, x.device)
+    if columns.dim() != 2:
+        return check_inputs(model, x, columns).unsqueeze(1)
+    if columns.shape[0] != x.shape[0] or columns.shape[1] == 0:
         raise AttributionError(f"target must be (N,) or (N, T) with N = {x.shape[0]} images, got {tuple(columns.shape)}")
     return torch.stack([check_inputs(model, x, columns[:, k]) for k in range(columns.shape[1])], dim=1)
 

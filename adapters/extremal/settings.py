@@ -4,15 +4,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any
 
-from ..base import AttributionError
+from ..checks import check_bool, check_choice, check_float, check_int
+from ..errors import AttributionError
 from .pyramid import PERTURBATIONS
 from .rewards import REWARDS, VARIANTS
 from .backend import BACKENDS
 
 #: Iterations of the fast mode (a quarter of the reference 800), with the penalty schedule compressed.
 FAST_ITERATIONS: int = 200
+#: Upper bounds, generous against TorchRay's defaults (800 iterations, step 7, sigma 21, 8 levels,
+#: max_blur 20): past them a run takes hours per image, the blur and smooth-max kernels and the
+#: padded mask (image + 2 sigma per side) grow past the image, or the pyramid (one copy of every
+#: image per level) fills the device.
+MAX_ITERATIONS: int = 10_000
+MAX_STEP: int = 64
+MAX_LEVELS: int = 64
+MAX_PIXELS_SIGMA: float = 256.0
+#: The area penalty penalty * penalty_growth ** t must stay far from float32's 3.4e38.
+MAX_PENALTY: float = 1e30
 
 
 @dataclass(frozen=True)
@@ -49,25 +60,33 @@ class ExtremalSettings:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _choice("variant", self.variant, VARIANTS)
-        _choice("reward", self.reward, REWARDS)
-        _choice("perturbation", self.perturbation, PERTURBATIONS)
-        _choice("backend", self.backend, BACKENDS)
-        _integer("iterations", self.iterations, 1)
-        _integer("step", self.step, 1)
-        _integer("levels", self.levels, 2)
-        _integer("history_every", self.history_every, 1)
-        if self.schedule_iterations is not None:
-            _integer("schedule_iterations", self.schedule_iterations, 1)
-        _number("sigma", self.sigma, low=0, low_open=True)
-        _number("max_blur", self.max_blur, low=0, low_open=True)
-        _number("lr", self.lr, low=0, low_open=True)
-        _number("momentum", self.momentum, low=0, high=1, high_open=True)
-        _number("dampening", self.dampening, low=0, high=1)
-        _number("penalty", self.penalty, low=0)
-        _number("penalty_growth", self.penalty_growth, low=0, low_open=True)
-        if not isinstance(self.flip, bool):
-            raise AttributionError(f"flip must be True or False, got {self.flip!r}")
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("reward", self.reward, REWARDS)
+        check_choice("perturbation", self.perturbation, PERTURBATIONS)
+        check_choice("backend", self.backend, BACKENDS)
+        check_int("iterations", self.iterations, 1, MAX_ITERATIONS, why="TorchRay uses 800")
+        check_int("step", self.step, 1, MAX_STEP, why="pixels between mask parameters; TorchRay uses 7")
+        check_int("levels", self.levels, 2, MAX_LEVELS, why="the pyramid holds every level of every image")
+        check_int("history_every", self.history_every, 1, MAX_ITERATIONS)
+        check_int("schedule_iterations", self.schedule_iterations, 1, MAX_ITERATIONS, optional=True)
+        check_float("sigma", self.sigma, 0, MAX_PIXELS_SIGMA, low_open=True)
+        check_float("max_blur", self.max_blur, 0, MAX_PIXELS_SIGMA, low_open=True)
+        check_float("lr", self.lr, low=0, low_open=True)
+        check_float("momentum", self.momentum, 0, 1, high_open=True)
+        check_float("dampening", self.dampening, 0, 1)
+        check_float("penalty", self.penalty, low=0)
+        check_float("penalty_growth", self.penalty_growth, low=0, low_open=True)
+        check_bool("flip", self.flip)
+        self._check_penalty_schedule()
+
+    def _check_penalty_schedule(self) -> None:
+        # The weight grows to penalty * penalty_growth ** (last exponent); in log space, because a
+        # Python float power overflows with an exception rather than to inf.
+        exponent = (self.schedule_iterations or self.iterations) - 1
+        if self.penalty > 0 and math.log(self.penalty) + exponent * math.log(self.penalty_growth) > math.log(MAX_PENALTY):
+            raise AttributionError(f"penalty_growth={self.penalty_growth!r} overflows the area penalty: penalty * "
+                                   f"penalty_growth ** {exponent} is past {MAX_PENALTY:g} (float32 ends at 3.4e38); "
+                                   "use a growth closer to 1 or fewer iterations")
 
     def fast(self, iterations: int = FAST_ITERATIONS) -> "ExtremalSettings":
         """The same problem in fewer iterations, following this run's penalty schedule compressed."""
@@ -109,28 +128,3 @@ def check_areas(areas: Any) -> tuple[float, ...]:
         if isinstance(a, bool) or not isinstance(a, Real) or not math.isfinite(float(a)) or not 0 < float(a) < 1:
             raise AttributionError(f"every area must be a number strictly between 0 and 1, got {a!r} in {list(values)}")
     return tuple(float(a) for a in values)
-
-
-def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise AttributionError(f"unknown {name} {value!r}; choose one of {list(choices)}")
-
-
-def _integer(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AttributionError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _number(name: str, value: Any, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        if low is not None and high is not None:
-            interval = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        else:
-            interval = f"{'>' if low_open else '>='} {low}"
-        raise AttributionError(f"{name} must be a finite number {interval}, got {value!r}")

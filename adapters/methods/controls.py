@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import AttributionError, Cost, Method
+from ..checks import check_choice, check_float
 from ..registry import register
 from ..seeding import check_seed, generator, image_seeds
 
@@ -61,9 +62,8 @@ class CenterControl(ControlMethod):
     centre bias of photographs, identical for every image."""
 
     def __init__(self, sigma: float = 0.25) -> None:
-        if not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise AttributionError(f"sigma must be a positive fraction of the image size, got {sigma!r}")
-        super().__init__(sigma=float(sigma))
+        # A fraction of the shorter side; any finite positive width is a valid (if flat) prior.
+        super().__init__(sigma=check_float("sigma", sigma, 0, low_open=True))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         n, _, h, w = x.shape
@@ -90,9 +90,9 @@ def mask_depth(inside: Tensor) -> Tensor:
 
 @register("oracle")
 class OracleControl(ControlMethod):
-    """The ground-truth object mask (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W), any
-    dtype, nonzero = object): the truth that maps are measured against on data whose evidence is
-    the object.
+    """The ground-truth object mask (``mask=`` in ``attribute``, (N, 1, H, W) or (N, H, W), boolean
+    or holding only 0 and 1, as the localisation scores require): the truth that maps are measured
+    against on data whose evidence is the object.
 
     ``interior="depth"`` (default) orders the mask's pixels from its centre out: each object pixel
     holds its depth (3x3 erosions survived) over the image's deepest, in (0, 1], and 0 off the
@@ -107,22 +107,34 @@ class OracleControl(ControlMethod):
     needs_mask = True
 
     def __init__(self, interior: str = "depth") -> None:
-        if interior not in INTERIORS:
-            raise AttributionError(f"interior must be one of {list(INTERIORS)}, got {interior!r}")
-        super().__init__(interior=interior)
+        super().__init__(interior=check_choice("interior", interior, INTERIORS))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-        if mask is None:
-            raise AttributionError("the oracle control needs the ground-truth mask: attribute(model, x, target, mask=...)")
-        if not isinstance(mask, Tensor):
-            raise AttributionError(f"mask must be a tensor, got {type(mask).__name__}")
-        n, _, h, w = x.shape
-        if mask.dim() == 3:
-            mask = mask.unsqueeze(1)
-        if tuple(mask.shape) != (n, 1, h, w):
-            raise AttributionError(f"mask must have shape {(n, 1, h, w)} or {(n, h, w)}, got {tuple(mask.shape)}")
-        inside = (mask.to(x.device) != 0).float()
+        inside = binary_mask(mask, x).float()
         if self.params["interior"] == "flat":
             return inside
         depth = mask_depth(inside)
         return depth / depth.amax(dim=(2, 3), keepdim=True).clamp_min(1.0)
+
+
+def binary_mask(mask: object, x: Tensor) -> Tensor:
+    """The oracle's ``mask`` as (N, 1, H, W) bool on ``x``'s device, with the rules (and wording) of
+    ``metrics.validation.check_mask``: a mask the localisation scores would refuse is refused here too."""
+    if mask is None:
+        raise AttributionError("the oracle control needs the ground-truth mask: attribute(model, x, target, mask=...)")
+    if not isinstance(mask, Tensor):
+        raise AttributionError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    n, _, h, w = x.shape
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if tuple(mask.shape) != (n, 1, h, w):
+        raise AttributionError(f"mask must have shape {(n, 1, h, w)} or {(n, h, w)}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        # NaN is neither 0 nor 1, so it is refused too.
+        bad = ~((mask == 0) | (mask == 1))
+        if bad.any():
+            image = int(bad.flatten(1).any(1).nonzero()[0, 0])
+            raise AttributionError(f"mask must be boolean or hold only 0 and 1, got {mask[bad][0].item()!r} "
+                                   f"(image {image})")
+        mask = mask != 0
+    return mask.to(x.device)

@@ -7,14 +7,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 
-from ..base import AttributionError, Cost, Method, ModelState
+from ..base import Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
-from ..extremal.explain import DEFAULT_AREAS, ExtremalMasks, extremal_masks
+from ..checks import check_bool, check_float, check_int
+from ..extremal.explain import DEFAULT_AREAS, ExtremalMasks, extremal_masks, stack_images
 from ..extremal.optimiser import StepCallback
 from ..extremal.rewards import model_rows
-from ..extremal.settings import FAST_ITERATIONS, ExtremalSettings, check_areas
+from ..extremal.settings import FAST_ITERATIONS, MAX_ITERATIONS, ExtremalSettings, check_areas
 from ..registry import register
 
 
@@ -53,16 +55,16 @@ class ExtremalMethod(Method):
             variant=variant, reward=reward, iterations=iterations, step=step, sigma=sigma, levels=levels,
             max_blur=max_blur, perturbation=perturbation, lr=lr, momentum=momentum, dampening=dampening,
             penalty=penalty, penalty_growth=penalty_growth, flip=flip, history_every=history_every, backend=backend)
-        if not isinstance(fast, bool):
-            raise AttributionError(f"fast must be True or False, got {fast!r}")
-        if fast:
-            settings = settings.fast(_positive_int("fast_iterations", fast_iterations))
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not smoothing >= 0:
-            raise AttributionError(f"smoothing must be a number >= 0 (a fraction of min(H, W)), got {smoothing!r}")
+        # Checked even when fast is off: a bad value must not wait until someone switches it on.
+        check_int("fast_iterations", fast_iterations, 1, MAX_ITERATIONS)
+        if check_bool("fast", fast):
+            settings = settings.fast(fast_iterations)
+        # A fraction of min(H, W): at 1 the blur already spreads over the whole image.
+        smoothing = check_float("smoothing", smoothing, 0, 1)
         super().__init__(areas=check_areas(areas), variant=variant, reward=reward, iterations=iterations, step=step,
                          sigma=sigma, levels=levels, max_blur=max_blur, perturbation=perturbation, lr=lr,
                          momentum=momentum, dampening=dampening, penalty=penalty, penalty_growth=penalty_growth,
-                         flip=flip, smoothing=float(smoothing), fast=fast, fast_iterations=fast_iterations,
+                         flip=flip, smoothing=smoothing, fast=fast, fast_iterations=fast_iterations,
                          history_every=history_every, backend=backend,
                          chunk_rows=check_batch("chunk_rows", chunk_rows), memory_mb=check_memory_mb(memory_mb))
         self.settings = settings
@@ -87,11 +89,10 @@ class ExtremalMethod(Method):
 
         ``x`` may also be a list of same-size images. The model is left as found (checked).
         """
-        before = ModelState.of(model)
-        result = self._run(model, x, target, callback)
-        if ModelState.of(model) != before:
-            raise AttributionError("extremal changed the model (training flags, requires_grad or hooks); "
-                                   "this is a bug in the adapter")
+        x = stack_images(x)
+        result, saw_non_finite = self._watched(model, x, lambda: self._run(model, x, target, callback))
+        if saw_non_finite or not torch.isfinite(result.masks).all():
+            self._refuse_non_finite_logits(model, x)
         return result
 
     def _run(self, model: nn.Module, x: Tensor | Sequence[Tensor], target: Any,
@@ -112,12 +113,6 @@ class ExtremalMethod(Method):
     def cost(self, **context: Any) -> Cost:
         passes = self.settings.iterations * len(self.params["areas"]) * model_rows(self.settings.variant)
         return Cost(forward=passes, backward=passes)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise AttributionError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 __all__ = ["ExtremalMethod"]

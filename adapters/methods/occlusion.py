@@ -9,8 +9,14 @@ from torch import Tensor, nn
 
 from ..base import AttributionError, Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
+from ..checks import check_float, check_int
 from ..maps import check_reduction, reduce_channels
 from ..registry import register
+
+
+#: Pixels; a window wider than any image this harness handles is a typo. The window must also fit
+#: the image, which ``attribute`` checks against the actual size.
+MAX_WINDOW = 4096
 
 
 @register("occlusion")
@@ -28,11 +34,11 @@ class OcclusionMethod(Method):
 
     def __init__(self, window: int = 16, stride: int = 8, baseline: float = 0.0, reduction: str = "mean",
                  perturbations_per_eval: int | None = None, memory_mb: float = DEFAULT_MEMORY_MB) -> None:
-        check_batch("window", window)
-        check_batch("stride", stride)
-        if not isinstance(baseline, (int, float)):
-            raise AttributionError(f"baseline must be a number, got {baseline!r}")
-        super().__init__(window=window, stride=stride, baseline=float(baseline), reduction=check_reduction(reduction),
+        window = check_int("window", window, 1, MAX_WINDOW, why="pixels; it must fit the image")
+        # Captum asserts stride <= window: a longer stride would leave pixels that no window covers.
+        stride = check_int("stride", stride, 1, window, why="at most window, or some pixels get no window")
+        super().__init__(window=window, stride=stride, baseline=check_float("baseline", baseline),
+                         reduction=check_reduction(reduction),
                          perturbations_per_eval=check_batch("perturbations_per_eval", perturbations_per_eval),
                          memory_mb=check_memory_mb(memory_mb))
 

@@ -7,13 +7,19 @@ import torch
 from captum.attr import Saliency
 from torch import Tensor, nn
 
-from ..base import AttributionError, Cost, Method
-from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget
+from ..base import Cost, Method
+from ..budget import DEFAULT_MEMORY_MB, check_batch, check_fits, check_memory_mb, rows_for_budget
+from ..checks import check_choice, check_float, check_int
 from ..maps import check_reduction, reduce_channels
 from ..registry import register
 from ..seeding import check_seed, generator, image_seeds
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+#: The paper sees no gain past ~50 samples; 10000 is 200x that (and the noisy copies of one image
+#: are drawn at once, so the count is also checked against ``memory_mb`` in ``attribute``).
+MAX_SAMPLES = 10_000
+#: Noise beyond 10x the image's own range drowns the image (the paper uses 0.1 to 0.2).
+MAX_NOISE_LEVEL = 10.0
 
 
 @register("smoothgrad")
@@ -39,12 +45,9 @@ class SmoothGradMethod(Method):
     def __init__(self, n_samples: int = 50, noise_level: float = 0.15, nt_type: str = "smoothgrad",
                  reduction: str = "max_abs", seed: int = 0, batch_size: int | None = None,
                  memory_mb: float = DEFAULT_MEMORY_MB) -> None:
-        check_batch("n_samples", n_samples)
-        if not isinstance(noise_level, (int, float)) or not noise_level >= 0:
-            raise AttributionError(f"noise_level must be a fraction >= 0 of the input range, got {noise_level!r}")
-        if nt_type not in NT_TYPES:
-            raise AttributionError(f"unknown nt_type {nt_type!r}; choose one of {list(NT_TYPES)}")
-        super().__init__(n_samples=n_samples, noise_level=float(noise_level), nt_type=nt_type,
+        super().__init__(n_samples=check_int("n_samples", n_samples, 1, MAX_SAMPLES, why="the paper uses 50"),
+                         noise_level=check_float("noise_level", noise_level, 0, MAX_NOISE_LEVEL),
+                         nt_type=check_choice("nt_type", nt_type, NT_TYPES),
                          reduction=check_reduction(reduction), seed=check_seed(seed),
                          batch_size=check_batch("batch_size", batch_size), memory_mb=check_memory_mb(memory_mb))
 
@@ -71,6 +74,10 @@ class SmoothGradMethod(Method):
             yield i, noise.add_(x[i].detach())
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        n_samples = self.params["n_samples"]
+        check_fits(f"smoothgrad's n_samples={n_samples} noisy copies of one {tuple(x.shape[1:])} image (drawn at once)",
+                   n_samples * x[0].numel() * x.element_size(), self.params["memory_mb"],
+                   "lower n_samples or raise memory_mb")
         size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
         self.diagnostics["batch_size"] = size
         saliency = Saliency(model)

@@ -42,7 +42,7 @@ def test_model_without_logits(saliency):
     (torch.tensor([[0, 1]]), "one class index per image"),
     (torch.tensor([0, 5]), "out of range: model has 5 classes"),
     (torch.tensor([0, -1]), "negative"),
-    (torch.tensor([0.0, 1.0]), "integer class indices"),
+    (torch.tensor([0.0, 1.5]), "integer class indices"),
     (7, "out of range"),
 ])
 def test_bad_targets(saliency, model, images, target, message):
@@ -83,7 +83,7 @@ def test_unknown_method_lists_the_known_ones():
 
 @pytest.mark.parametrize("name, params, message", [
     ("saliency", {"reduction": "median"}, "unknown channel reduction 'median'"),
-    ("smoothgrad", {"n_samples": 0}, "n_samples must be an integer >= 1"),
+    ("smoothgrad", {"n_samples": 0}, r"n_samples must be an integer in \[1, 10000\]"),
     ("smoothgrad", {"nt_type": "noise"}, "unknown nt_type"),
     ("integrated_gradients", {"integration": "simpson"}, "unknown integration"),
     ("gradcam", {"upsample": "sinc"}, "unknown upsampling"),
@@ -92,7 +92,7 @@ def test_unknown_method_lists_the_known_ones():
     ("lime", {"segmentation": "watershed"}, "unknown segmentation 'watershed'"),
     ("lime_captum", {"segmentation_input": "denormalize"}, "needs the normalisation's mean= and std="),
     ("random", {"seed": "zero"}, "seed must be an integer"),
-    ("saliency", {"memory_mb": 0}, "memory_mb must be a positive"),
+    ("saliency", {"memory_mb": 0}, "memory_mb must be a finite number > 0"),
 ])
 def test_bad_parameter_values(name, params, message):
     with pytest.raises(AttributionError, match=message):
@@ -143,7 +143,8 @@ def test_real_method_with_infinite_gradient_raises():
         def forward(self, x):
             return self.head(x.sqrt().mean(dim=(1, 2, 3)).unsqueeze(1))
 
-    with pytest.raises(AttributionError, match="non-finite"):
+    # The logits are finite: the map, not the model output, is at fault, and the message says so.
+    with pytest.raises(AttributionError, match="produced a non-finite attribution map$"):
         adapters.get("saliency").attribute(Sqrt().eval(), torch.zeros(1, 3, 4, 4), 0)
 
 
@@ -156,3 +157,36 @@ def test_wrong_output_shape_raises(model, images):
 
     with pytest.raises(AttributionError, match="returned shape"):
         Small().attribute(model, images[:1], 0)
+
+
+def _mask_with(value: float, image: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    mask = torch.zeros(2, 32, 32, dtype=dtype)
+    mask[image, 3:9, 3:9] = 1
+    mask[image, 5, 5] = value
+    return mask
+
+
+@pytest.mark.parametrize("mask, message", [
+    (_mask_with(0.5, 0), r"mask must be boolean or hold only 0 and 1, got 0\.5 \(image 0\)"),
+    (_mask_with(2, 1, torch.int64), r"mask must be boolean or hold only 0 and 1, got 2 \(image 1\)"),
+    (_mask_with(-1, 1, torch.int8), r"got -1 \(image 1\)"),
+    (_mask_with(float("nan"), 1), r"got nan \(image 1\)"),
+    (_mask_with(float("inf"), 0), r"got inf \(image 0\)"),
+    (_mask_with(1, 0) * 255, r"got 255\.0 \(image 0\)"),  # an 8-bit PNG mask read as is
+    (_mask_with(1, 0).tolist(), r"mask must be a torch\.Tensor, got list"),
+    (_mask_with(1, 0).numpy(), r"mask must be a torch\.Tensor, got ndarray"),
+    (torch.ones(2, 2, 32, 32), r"mask must have shape \(2, 1, 32, 32\) or \(2, 32, 32\), got \(2, 2, 32, 32\)"),
+    (torch.ones(3, 32, 32), r"mask must have shape"),
+])
+@pytest.mark.parametrize("interior", ["depth", "flat"])
+def test_oracle_refuses_masks_the_localisation_scores_refuse(model, images, mask, message, interior):
+    with pytest.raises(AttributionError, match=message):
+        adapters.get("oracle", interior=interior).attribute(model, images[:2], 0, mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.float16, torch.float64])
+def test_oracle_takes_a_0_1_mask_of_any_dtype_as_the_boolean_mask(model, images, dtype):
+    mask = _mask_with(1, 0, torch.bool)
+    oracle = adapters.get("oracle")
+    assert torch.equal(oracle.attribute(model, images[:2], 0, mask=mask.to(dtype)),
+                       oracle.attribute(model, images[:2], 0, mask=mask))
