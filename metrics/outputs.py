@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .params import Choice
 from .validation import check_choice
 
 SCORES = ("probability", "logit")
 CLASSES = ("predicted", "target")
+
+
+def score_param(default: str) -> Choice:
+    """The declaration of a score's ``score`` parameter (which output it reads)."""
+    return Choice(default, SCORES)
+
+
+def target_class_param(default: str) -> Choice:
+    """The declaration of a score's ``target_class`` parameter (which class it reads)."""
+    return Choice(default, CLASSES)
 
 
 def score_classes(clean_logits: Tensor, target: Tensor, target_class: str) -> Tensor:

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from adapters.budget import DEFAULT_MEMORY_MB, rows_for_budget
 
+from .validation import check_logits
+
 BuildRows = Callable[[Tensor, Tensor], Tensor]
 ReadRows = Callable[[Tensor, Tensor], Tensor]
 
@@ -37,6 +39,14 @@ def rows_per_chunk(model: nn.Module, x: Tensor, budget_bytes: int | None = None,
 def forward_chunked(model: nn.Module, x: Tensor, chunk_rows: int) -> Tensor:
     """Logits (N, K) of ``model`` on ``x`` (N, C, H, W), ``chunk_rows`` images per forward pass."""
     return torch.cat([model(x[i:i + chunk_rows]) for i in range(0, x.shape[0], chunk_rows)])
+
+
+def clean_logits(model: nn.Module, x: Tensor, chunk_rows: int) -> Tensor:
+    """Logits (N, K) on the clean images ``x``, checked finite (:func:`metrics.validation.check_logits`).
+
+    Every score that reads the model calls this before its first perturbed pass. Perturbed inputs
+    that make the model non-finite are left to each score (they are data about the perturbation)."""
+    return check_logits(forward_chunked(model, x, chunk_rows))
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ Mode = Literal["cascading", "independent"]
 Order = Literal["top_down", "bottom_up"]
 
 BATCHNORM_MODES: tuple[str, ...] = ("reset", "keep_stats", "keep")
+ORDERS: tuple[str, ...] = ("top_down", "bottom_up")
 
 
 class BlockError(ValueError):
@@ -177,7 +178,7 @@ def check_options(*, mode: str = "cascading", order: str = "top_down", batchnorm
     """Raise ValueError for an unknown mode, order or batch-norm treatment."""
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
-    if order not in ("top_down", "bottom_up"):
+    if order not in ORDERS:
         raise ValueError(f"order must be 'top_down' or 'bottom_up', got {order!r}")
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")

@@ -3,15 +3,19 @@
 A metric is a function registered with :func:`register`. It is called with keyword arguments only;
 ``inputs`` names what it needs beyond ``model, x, target, attributions`` (for example ``mask`` for
 localisation, ``method`` and ``blocks`` for the sanity checks), so that a harness can pass exactly
-those. Its protocol parameters (with defaults) are declared once and written next to every score.
+those. Its protocol parameters are declared once (:mod:`metrics.params`: default, type and range),
+checked before any work and written next to every score.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
+
+from .params import CORE, Param
 
 Category = Literal["faithfulness", "localisation", "sanity", "robustness"]
 Direction = Literal["higher", "lower"]
@@ -38,38 +42,52 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A registered metric. ``declarations`` (name -> :class:`metrics.params.Param`) are the one place
+    a protocol parameter's default, type and range live; ``params`` (name -> default) is derived."""
+
     name: str
     fn: Callable[..., MetricResult]
     category: Category
     direction: Direction
-    params: dict[str, Any]
+    declarations: dict[str, Param]
     inputs: tuple[str, ...] = ()
     description: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The protocol parameters and their defaults."""
+        return {name: declaration.default for name, declaration in self.declarations.items()}
 
     def __call__(self, **kwargs: Any) -> MetricResult:
         return self.compute(**kwargs)
 
     def compute(self, **kwargs: Any) -> MetricResult:
-        """Call the metric; unknown protocol parameters are a clear error."""
-        core = {"model", "x", "target", "attributions", "seed", "device_budget_bytes", *self.inputs}
-        unknown = sorted(set(kwargs) - core - set(self.params))
+        """Call the metric; unknown parameters, missing inputs and bad values of the protocol
+        parameters, ``seed`` and ``device_budget_bytes`` are clear errors before any work."""
+        core = {"model", "x", "target", "attributions", *CORE, *self.inputs}
+        unknown = sorted(set(kwargs) - core - set(self.declarations))
         if unknown:
             raise TypeError(f"unknown parameter(s) {unknown} for metric {self.name!r}; "
-                            f"protocol parameters: {sorted(self.params)}")
+                            f"protocol parameters: {sorted(self.declarations)}")
         missing = [name for name in self.inputs if kwargs.get(name) is None]
         if missing:
             raise ValueError(f"metric {self.name!r} needs {missing}")
+        kwargs.update(self.check_params({k: v for k, v in kwargs.items() if k in self.declarations}))
+        for name, declaration in CORE.items():  # a metric may declare seed itself (the sanity checks do)
+            if name in kwargs and name not in self.declarations:
+                kwargs[name] = declaration.check(name, kwargs[name], f"metric {self.name!r}")
         return self.fn(**kwargs)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` (protocol parameters only) checked for names, types and ranges before any work;
-        returns them in canonical form. A bad one raises a ``ValueError`` whose one-line message names
-        the metric, the parameter, what is accepted and what was given."""
-        unknown = sorted(set(params) - set(self.params))
+        returns them in canonical form. A bad one raises a ``MetricInputError`` (a ``ValueError``) whose
+        one-line message names the metric, the parameter, what is accepted and what was given."""
+        unknown = sorted(set(params) - set(self.declarations))
         if unknown:
             raise TypeError(f"metric {self.name!r}: unknown parameter(s) {unknown}; "
-                            f"protocol parameters: {sorted(self.params)}")
-        return dict(params)
+                            f"protocol parameters: {sorted(self.declarations)}")
+        return {name: self.declarations[name].check(name, value, f"metric {self.name!r}")
+                for name, value in params.items()}
 
     def protocol(self, **overrides: Any) -> dict[str, Any]:
         """The protocol parameters a score was computed with (defaults updated by ``overrides``)."""
@@ -81,19 +99,32 @@ class MetricSpec:
 _METRICS: dict[str, MetricSpec] = {}
 
 
-def register(name: str, *, category: Category, direction: Direction, params: dict[str, Any] | None = None,
+def register(name: str, *, category: Category, direction: Direction, params: dict[str, Param] | None = None,
              inputs: tuple[str, ...] = (), description: str = "") -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
-    """Function decorator: register ``fn`` as metric ``name``. A duplicate name raises."""
+    """Function decorator: register ``fn`` as metric ``name`` with its protocol parameters declared
+    (``{name: metrics.params.Param}``). A duplicate name, or a parameter given as a bare default,
+    raises. Returns ``fn`` wrapped by :meth:`MetricSpec.compute`, so that calling the module's function
+    directly checks its arguments exactly as ``metrics.get(name).compute`` does."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
+    bare = sorted(p for p, declaration in (params or {}).items() if not isinstance(declaration, Param))
+    if bare:
+        raise TypeError(f"metric {name!r}: parameter(s) {bare} must be declared with metrics.params "
+                        f"(Int, Float, Choice, ...), not given as bare defaults")
 
     def decorator(fn: Callable[..., MetricResult]) -> Callable[..., MetricResult]:
         if name in _METRICS:
             raise ValueError(f"metric {name!r} is already registered")
-        _METRICS[name] = MetricSpec(name=name, fn=fn, category=category, direction=direction,
-                                    params=dict(params or {}), inputs=tuple(inputs),
-                                    description=description or (fn.__doc__ or "").strip().split("\n")[0])
-        return fn
+        spec = MetricSpec(name=name, fn=fn, category=category, direction=direction,
+                          declarations=dict(params or {}), inputs=tuple(inputs),
+                          description=description or (fn.__doc__ or "").strip().split("\n")[0])
+        _METRICS[name] = spec
+
+        @functools.wraps(fn)
+        def checked(**kwargs: Any) -> MetricResult:
+            return spec.compute(**kwargs)
+
+        return checked
 
     return decorator
 

@@ -102,17 +102,17 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     return value
 
 
-def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MetricInputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+def check_logits(logits: Tensor) -> Tensor:
+    """``logits`` (N, K) of the model on the clean input, refused if any is NaN or infinite.
 
-
-def check_fractions(name: str, values: Sequence[float], *, open_right: bool = True) -> list[float]:
-    """Fractions in (0, 1) (or (0, 1] with ``open_right=False``), as a list of floats."""
-    values = [float(v) for v in values]
-    high_ok = (lambda v: v < 1.0) if open_right else (lambda v: v <= 1.0)
-    if not values or not all(0.0 < v and high_ok(v) for v in values):
-        bound = "(0, 1)" if open_right else "(0, 1]"
-        raise MetricInputError(f"{name} must be a non-empty list of fractions in {bound}, got {values!r}")
-    return values
+    Every score that reads the model compares perturbed outputs with the clean ones; a model that is
+    already non-finite on the clean images would turn every score into NaN ("no score") and hide
+    the cause, so it is named here, before any perturbed pass.
+    """
+    bad = (~torch.isfinite(logits)).flatten(1).any(1).nonzero().flatten().tolist()
+    if bad:
+        # Worded as the adapters' check of the probe's image (adapters.logits), which may fire first.
+        shown = ", ".join(str(i) for i in bad[:20]) + (", ..." if len(bad) > 20 else "")
+        raise MetricInputError(f"the model's output (logits) is not finite (NaN or inf) for images [{shown}] of the "
+                               f"clean input: the model, not the attributions, is at fault")
+    return logits

@@ -15,16 +15,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..outputs import class_score, score_classes
-from ..perturb import evaluate_pairs, forward_chunked, rise_blur, rows_per_chunk, step_counts, trapezoid_auc
+from ..outputs import class_score, score_classes, score_param, target_class_param
+from ..params import Float, Int, Substrate
+from ..perturb import clean_logits, evaluate_pairs, rise_blur, rows_per_chunk, step_counts, trapezoid_auc
 from ..ranking import pixel_ranks
 from ..registry import MetricResult, as_scores, register
-from ..validation import (MetricInputError, check_attributions, check_model_inputs, check_positive_int,
-                          check_substrate)
+from ..validation import MetricInputError, check_attributions, check_model_inputs, check_substrate
 
 SUBSTRATES = ("zeros", "blur", "mean")
-_COMMON = {"n_steps": 32, "blur_kernel": 11, "blur_sigma": 5.0, "score": "probability",
-           "target_class": "predicted"}
+# The blur of the RISE substrate. An even kernel has no centre pixel (the blurred image would be one
+# pixel larger than x). A kernel past 255 px is wider than any image the harness runs; sigma past
+# 1000 px is a flat box on such a kernel, while the reference taps it is built from grow as 8 sigma.
+BLUR = {"blur_kernel": Int(11, low=1, high=255, odd=True),
+        "blur_sigma": Float(5.0, low=0.0, high=1000.0, open_low=True)}
+# n_steps costs one forward pass per image and step; 2**16 gives every pixel its own step up to
+# 256 x 256 px. It cannot exceed H * W either, which the score checks once it sees x.
+_COMMON = {"n_steps": Int(32, low=1, high=2**16), **BLUR, "score": score_param("probability"),
+           "target_class": target_class_param("predicted")}
 
 
 def make_substrate(x: Tensor, substrate: str | Tensor, blur_kernel: int, blur_sigma: float) -> Tensor:
@@ -36,7 +43,7 @@ def make_substrate(x: Tensor, substrate: str | Tensor, blur_kernel: int, blur_si
     if substrate == "zeros":
         return torch.zeros_like(x)
     if substrate == "blur":
-        return rise_blur(x, check_positive_int("blur_kernel", blur_kernel), float(blur_sigma))
+        return rise_blur(x, blur_kernel, float(blur_sigma))
     if substrate == "mean":
         return x.mean((2, 3), keepdim=True).expand_as(x)
     raise MetricInputError(f"substrate must be one of {list(SUBSTRATES)} or a tensor, got {substrate!r}")
@@ -49,18 +56,16 @@ def causal_curves(model: nn.Module, x: Tensor, target: Tensor | int, attribution
     attributions (N, 1, H, W) or (N, C, H, W); returns scores (N,), curves (N, S+1), curve_x (S+1,)."""
     target = check_model_inputs(model, x, target)
     attributions = check_attributions(attributions, x)
-    n_steps = check_positive_int("n_steps", n_steps)
     n, _, h, w = x.shape
     if n_steps > h * w:
         raise MetricInputError(f"n_steps ({n_steps}) exceeds the number of pixel positions ({h * w})")
     chunk = rows_per_chunk(model, x, device_budget_bytes)
+    logits = clean_logits(model, x, chunk)
     other = make_substrate(x, substrate, blur_kernel, blur_sigma)
     start, finish = (other, x) if insert else (x, other)
     ranks = pixel_ranks(attributions, seed)
     counts = step_counts(h * w, n_steps, x.device)
-
-    clean_logits = forward_chunked(model, x, chunk)
-    classes = score_classes(clean_logits, target, target_class)
+    classes = score_classes(logits, target, target_class)
     # The clean image is one endpoint of the curve (step 0 of deletion, step S of insertion): reuse it.
     offset = 1 if not insert else 0
 
@@ -72,14 +77,15 @@ def causal_curves(model: nn.Module, x: Tensor, target: Tensor | int, attribution
         return class_score(logits, classes[images], score)
 
     perturbed = evaluate_pairs(model, n, n_steps, build, read, chunk, x.device)
-    clean = class_score(clean_logits, classes, score).unsqueeze(1)
+    clean = class_score(logits, classes, score).unsqueeze(1)
     curves = torch.cat([perturbed, clean] if insert else [clean, perturbed], dim=1)
     curve_x = counts.double() / (h * w)
     return MetricResult(scores=as_scores(trapezoid_auc(curves.double(), curve_x)), curves=as_scores(curves),
                         curve_x=curve_x.float().cpu(), extras={"classes": classes.cpu()})
 
 
-@register("deletion", category="faithfulness", direction="lower", params={**_COMMON, "substrate": "zeros"})
+@register("deletion", category="faithfulness", direction="lower",
+          params={**_COMMON, "substrate": Substrate("zeros", SUBSTRATES)})
 def deletion(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
              device_budget_bytes: int | None = None, n_steps: int = 32, substrate: str | Tensor = "zeros",
              blur_kernel: int = 11, blur_sigma: float = 5.0, score: str = "probability",
@@ -91,7 +97,8 @@ def deletion(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions:
                          blur_kernel=blur_kernel, blur_sigma=blur_sigma, score=score, target_class=target_class)
 
 
-@register("insertion", category="faithfulness", direction="higher", params={**_COMMON, "substrate": "blur"})
+@register("insertion", category="faithfulness", direction="higher",
+          params={**_COMMON, "substrate": Substrate("blur", SUBSTRATES)})
 def insertion(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, seed: int = 0,
               device_budget_bytes: int | None = None, n_steps: int = 32, substrate: str | Tensor = "blur",
               blur_kernel: int = 11, blur_sigma: float = 5.0, score: str = "probability",

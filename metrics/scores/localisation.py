@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..params import Float, Int, OrNone
 from ..perturb import rise_blur
 from ..ranking import rank_pixels, rank_positions
 from ..registry import MetricResult, as_scores, register
@@ -30,8 +31,14 @@ def _inputs(x: Tensor, attributions: Tensor, mask: Tensor) -> tuple[Tensor, Tens
     return check_attributions(attributions, x), check_mask(mask, x)
 
 
+# The smoothing kernel's side is 8 sigma + 1 and its cost grows with its square: at 32 px the kernel
+# (257 px) is already wider than a 224-px image. reference_size is an image side.
+_POINTING = {"tolerance_px": Float(15.0, low=0.0), "reference_size": OrNone(Int(224, low=1, high=2**16)),
+             "smooth_sigma": Float(0.0, low=0.0, high=32.0)}
+
+
 @register("pointing_game", category="localisation", direction="higher",
-          params={"tolerance_px": 15.0, "reference_size": 224, "smooth_sigma": 0.0}, inputs=("mask",))
+          params=_POINTING, inputs=("mask",))
 def pointing_game(*, model: nn.Module | None = None, x: Tensor, target: Tensor | int | None = None,
                   attributions: Tensor, mask: Tensor, seed: int = 0, device_budget_bytes: int | None = None,
                   tolerance_px: float = 15.0, reference_size: int | None = 224,

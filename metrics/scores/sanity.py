@@ -26,11 +26,24 @@ import torch
 from torch import Tensor, nn
 
 from .. import randomisation, similarity
+from ..params import SEED, Bool, Choice, Int, OrNone
 from ..registry import MetricResult, as_scores, register
+from ..validation import check_logits
 from adapters.seeding import image_seeds
 
-_COMMON = {"measure": "spearman_abs", "hog_cell": 16, "reseed_stochastic": True}
-_RANDOMISATION = {"order": "top_down", "seed": 0, "batchnorm": "reset", **_COMMON}
+
+def _measure(default: str) -> Choice:
+    return Choice(default, similarity.MEASURES)
+
+
+# HOG needs 3 cells per map side (checked against the maps at run time): 1024 px cells need maps of
+# 3072 px.
+_COMMON = {"measure": _measure("spearman_abs"), "hog_cell": Int(16, low=1, high=1024),
+           "reseed_stochastic": Bool(True)}
+_SEED = OrNone(SEED)  # None means 0
+_BATCHNORM = Choice("reset", randomisation.BATCHNORM_MODES)
+_RANDOMISATION = {"order": Choice("top_down", randomisation.ORDERS), "seed": _SEED, "batchnorm": _BATCHNORM,
+                  **_COMMON}
 
 
 def _targets(target: Tensor | int | list[int], x: Tensor) -> Tensor:
@@ -53,11 +66,6 @@ def _draw(method: Any, k: int, reseed: bool) -> Any:
     return type(method)(**{**params, "seed": params["seed"] + k})
 
 
-def _check_measure(measure: str) -> None:
-    if measure not in similarity.MEASURES:
-        raise ValueError(f"measure must be one of {list(similarity.MEASURES)}, got {measure!r}")
-
-
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -67,7 +75,6 @@ def _randomisation_check(*, mode: str, model: nn.Module, x: Tensor, target: Tens
                          measure: str, hog_cell: int, reseed_stochastic: bool,
                          keep_maps: bool = False) -> tuple[Tensor, dict[str, Any]]:
     """Run the steps; return the primary curves (N, B) and the extras."""
-    _check_measure(measure)
     seed = 0 if seed is None else seed
     target = _targets(target, x)
     # clear errors before any explanation is spent
@@ -105,7 +112,8 @@ def _randomisation_check(*, mode: str, model: nn.Module, x: Tensor, target: Tens
 
 
 @register("model_randomisation_cascading", category="sanity", direction="lower",
-          params={**_RANDOMISATION, "summary": "mean", "keep_maps": False}, inputs=("method", "blocks"))
+          params={**_RANDOMISATION, "summary": Choice("mean", ("mean", "last")), "keep_maps": Bool(False)},
+          inputs=("method", "blocks"))
 def model_randomisation_cascading(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                                   method: Any, blocks: randomisation.Blocks, order: str = "top_down", seed: int | None = 0,
                                   batchnorm: str = "reset", measure: str = "spearman_abs", hog_cell: int = 16,
@@ -123,8 +131,6 @@ def model_randomisation_cascading(*, model: nn.Module, x: Tensor, target: Tensor
     Cost: one explanation pass per block (plus one for the original maps when ``attributions`` is
     None). ``keep_maps`` adds ``extras["maps"]`` (N, B, H, W).
     """
-    if summary not in ("mean", "last"):
-        raise ValueError(f"summary must be 'mean' or 'last', got {summary!r}")
     curves, extras = _randomisation_check(mode="cascading", model=model, x=x, target=target, attributions=attributions,
                                           method=method, blocks=blocks, order=order, seed=seed, batchnorm=batchnorm,
                                           measure=measure, hog_cell=hog_cell, reseed_stochastic=reseed_stochastic,
@@ -164,7 +170,6 @@ def data_randomisation(*, model: nn.Module, x: Tensor, target: Tensor | int, att
 
     ``extras[m]`` (N,) holds every measure. Cost: one explanation pass on ``random_label_model``.
     """
-    _check_measure(measure)
     target = _targets(target, x)
     original = _original_maps(method, model, x, target, attributions)
     maps = _draw(method, 1, reseed_stochastic).attribute(random_label_model, x, target)
@@ -192,8 +197,11 @@ def histogram_entropy(maps: Tensor, n_bins: int = 100) -> Tensor:
     return -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(dim=1)
 
 
+# One bin makes every entropy 0 (every score NaN); 2**16 bins already outnumber the 50,176 pixels of
+# a 224-px map, and every bin is a counter per image.
 @register("empirical_mprt", category="sanity", direction="higher",
-          params={"n_bins": 100, "seed": 0, "batchnorm": "reset", "reseed_stochastic": True}, inputs=("method", "blocks"))
+          params={"n_bins": Int(100, low=2, high=2**16), "seed": _SEED, "batchnorm": _BATCHNORM,
+                  "reseed_stochastic": Bool(True)}, inputs=("method", "blocks"))
 def empirical_mprt(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                    method: Any, blocks: randomisation.Blocks, n_bins: int = 100, seed: int | None = 0,
                    batchnorm: str = "reset", reseed_stochastic: bool = True, **_: Any) -> MetricResult:
@@ -224,7 +232,8 @@ def empirical_mprt(*, model: nn.Module, x: Tensor, target: Tensor | int, attribu
 
 
 @register("random_logit", category="sanity", direction="lower",
-          params={"seed": 0, "measure": "ssim", "hog_cell": 16, "reseed_stochastic": True}, inputs=("method",))
+          params={"seed": _SEED, "measure": _measure("ssim"), "hog_cell": _COMMON["hog_cell"],
+                  "reseed_stochastic": Bool(True)}, inputs=("method",))
 def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                  method: Any, seed: int | None = 0, measure: str = "ssim", hog_cell: int = 16,
                  reseed_stochastic: bool = True, **_: Any) -> MetricResult:
@@ -236,11 +245,10 @@ def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributi
     The other class is ``(target + u) mod K`` with u in 1..K-1 drawn per image from ``seed`` and the
     image's bytes (so it does not depend on the batch); ``extras["other_class"]`` (N,) records it. Cost: one forward pass (to read K) and one explanation pass.
     """
-    _check_measure(measure)
     target = _targets(target, x)
     original = _original_maps(method, model, x, target, attributions)
     with torch.no_grad():
-        n_classes = model(x[:1]).shape[1]
+        n_classes = check_logits(model(x[:1])).shape[1]
     if n_classes < 2:
         raise ValueError(f"random_logit needs at least 2 classes, the model has {n_classes}")
     # Per image, from the seed and the image itself: the draw never depends on the batch.
