@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
+
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {}
 
@@ -101,17 +105,26 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     overrides = {k: getattr(args, k) for k in ("models", "datasets", "methods", "metrics", "n_images", "batch_size",
                                               "device", "seed", "output", "name", "timing_enabled")}
-    config = apply_overrides(config, **overrides)
+    config = apply_overrides(config, source="command line", **overrides)
     options = {k: getattr(args, k) for k in ("address", "retries") if getattr(args, k) is not None}
-    run(config, executor=args.executor, executor_options=options)
+    try:
+        run(config, executor=args.executor, executor_options=options)
+    except KeyboardInterrupt:
+        # Every finished cell is its own file: say what is kept and how to go on, not where Python was.
+        print(f"interrupted: {_saved_cells(config.run_dir)} cell file(s) saved in {config.run_dir / 'cells'}; "
+              f"run the same command again to resume: python -m bench {shlex.join(args.argv)}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+def _saved_cells(run_dir: Path) -> int:
+    cells = run_dir / "cells"
+    return sum(1 for _ in cells.glob("*.json")) if cells.is_dir() else 0
 
 
 @command("report", "rebuild the report of a run directory from its stored results",
          lambda p: p.add_argument("run_dir", help="results/<run>"))
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .collect import collect_run
     from .report import build_report, summary_table
 
@@ -129,7 +142,6 @@ def _report(args: argparse.Namespace) -> int:
          lambda p: p.add_argument("run_dirs", nargs="+", help="run directories holding benchmark.json"))
 def _compare(args: argparse.Namespace) -> int:
     import subprocess
-    from pathlib import Path
 
     files = [Path(d) / "benchmark.json" for d in args.run_dirs]
     missing = [str(f) for f in files if not f.is_file()]
@@ -162,8 +174,15 @@ def _filters(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other error), not the usage text then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Attribution-method benchmarking harness")
+    parser = _Parser(prog="python -m bench", description="Attribution-method benchmarking harness")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (fn, arguments, help_text) in COMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
@@ -173,10 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2, printed in one line)
+        return stop.code if isinstance(stop.code, int) else 2
+    args.argv = argv  # for "run the same command again"
     try:
         return args.handler(args)
     except (KeyError, ValueError, FileNotFoundError, PermissionError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -56,7 +56,8 @@ def test_unknown_keys_and_names_are_clear_errors(tmp_path) -> None:
         prepare(from_dict({**base, "methods": ["saliency"], "metrics": {"deletion": {"stepz": 3}}}))
     with pytest.raises(ConfigError, match="method 'saliency'"):
         prepare(from_dict({**base, "methods": {"saliency": {"colour": "red"}}, "metrics": ["deletion"]}))
-    with pytest.raises(ConfigError, match="'method:metric' or 'model:method:metric' patterns, got 'a:b:c:d'"):
+    with pytest.raises(ConfigError, match=r'exclude must be a list of "method:metric" or "model:method:metric" '
+                                          r'patterns .*, got \["a:b:c:d"\]'):
         prepare(from_dict({**base, "methods": ["saliency"], "metrics": ["deletion"], "exclude": ["a:b:c:d"]}))
 
 
