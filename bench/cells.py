@@ -1,13 +1,14 @@
 """Running one group: attributions once, then every metric cell; one result file per cell.
 
-A cell's file is written atomically when it finishes, so an interrupted run resumes where it
-stopped. A failing cell (bad input, a method that cannot run here, out of memory after retrying
-with smaller batches) becomes an error row; the run goes on.
+Every cell file is self-describing and verified (:mod:`bench.cellfile`): a cell counts as done only
+when its file is the planned one, intact. A failing cell (bad input, a method that cannot run here,
+out of memory after retrying with smaller batches) becomes an error row; the run goes on.
 """
 from __future__ import annotations
 
-import json
+import io
 import math
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,44 +20,35 @@ from torch import Tensor
 
 import metrics
 
+from . import cellfile
 from .config import RunConfig
 from .device import is_out_of_memory
-from .grid import Group, Subject, build_method, cell_hash, load_subject
+from .grid import Subject, build_method, load_subject
+from .manifest import PlannedCell, PlannedGroup
+from .settings import library_versions
+
+DAMAGED_DIR = "damaged"  # refused cell files are moved here (kept for inspection), then recomputed
 
 
 @dataclass
 class GroupOutcome:
-    group: Group
+    group: PlannedGroup
     computed: int
     skipped: int
     errors: int
     seconds: float
 
 
-def cell_path(run_dir: Path, config: RunConfig, group: Group, metric: str) -> Path:
-    return run_dir / "cells" / f"{group.key}__{metric}-{cell_hash(config, group, metric)}.json"
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(payload, default=_jsonable))
-    temporary.replace(path)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
-
-
 def _finite_or_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
 
 
-def _error_payload(group: Group, metric: str, error: BaseException, seed: int) -> dict:
+def _write_cell(run_dir: Path, cell: PlannedCell, content: dict[str, Any]) -> None:
+    document = cellfile.build(cell.settings, cell.settings_hash, {"versions": library_versions()}, content)
+    cellfile.write(run_dir / cell.file, document)
+
+
+def _error_content(group: PlannedGroup, metric: str, error: BaseException, seed: int) -> dict:
     return {"model": group.model, "dataset": group.dataset, "method": group.method, "metric": metric, "seed": seed,
             "status": "error", "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error))[-4000:], "rows": [], "curves": []}
@@ -114,7 +106,7 @@ def _curve_rows(result: metrics.MetricResult, metric: str) -> list[dict]:
     return rows
 
 
-def run_metric(config: RunConfig, group: Group, metric: str, subject: Subject, method, maps: Tensor) -> dict:
+def run_metric(config: RunConfig, group: PlannedGroup, metric: str, subject: Subject, method, maps: Tensor) -> dict:
     spec = metrics.get(metric)
     params = dict(config.metrics[metric])
     started = time.perf_counter()
@@ -128,30 +120,68 @@ def run_metric(config: RunConfig, group: Group, metric: str, subject: Subject, m
             "curves": _curve_rows(result, metric), "seconds": time.perf_counter() - started}
 
 
-def unfinished(config: RunConfig, group: Group, run_dir: Path) -> list[str]:
-    """The group's metrics that have no result file yet."""
-    return [m for m in group.metrics if not cell_path(run_dir, config, group, m).is_file()]
+def verdict(run_dir: Path, group: PlannedGroup, cell: PlannedCell) -> cellfile.Verdict:
+    return cellfile.verify(run_dir / cell.file, cell.settings_hash, group.images)
 
 
-def finished(config: RunConfig, group: Group, run_dir: Path) -> bool:
-    """Every cell and the saved maps are there: the group is not run again (nor shipped to a worker)."""
-    return not unfinished(config, group, run_dir) and (run_dir / "maps" / f"{group.key}.pt").is_file()
+def unfinished(group: PlannedGroup, run_dir: Path) -> list[PlannedCell]:
+    """The group's cells that have no verified result file."""
+    return [cell for cell in group.cells if not verdict(run_dir, group, cell).ok]
 
 
-def record_error(config: RunConfig, group: Group, run_dir: Path, error: BaseException,
+def maps_ok(group: PlannedGroup, run_dir: Path) -> bool:
+    path = run_dir / group.maps_file
+    if not path.is_file():
+        return False
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("settings_hash") == group.settings_hash
+    except Exception:  # noqa: BLE001 - any unreadable file is recomputed
+        return False
+
+
+def finished(group: PlannedGroup, run_dir: Path) -> bool:
+    """Every cell verified and the saved maps there: the group is not run again (nor shipped to a worker)."""
+    return not unfinished(group, run_dir) and maps_ok(group, run_dir)
+
+
+def remove_partial_writes(run_dir: Path) -> int:
+    """Delete the temporary files of writes that a killed run left unfinished; how many."""
+    leftovers = [p for folder in ("cells", "maps") for p in (run_dir / folder).glob(".*.tmp")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def set_aside_damaged(groups: list[PlannedGroup], run_dir: Path) -> list[dict[str, str]]:
+    """Move every planned cell file that fails verification to ``damaged/`` (so it is recomputed, and
+    kept for inspection); return one record (file, problem) per file moved."""
+    moved = []
+    for group in groups:
+        for cell in group.cells:
+            found = verdict(run_dir, group, cell)
+            if found.ok or found.missing:
+                continue
+            target = run_dir / DAMAGED_DIR / f"{Path(cell.file).name}.{time.strftime('%Y%m%dT%H%M%S')}.{time.time_ns()}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(run_dir / cell.file), target)
+            moved.append({"file": cell.file, "problem": found.problem or "", "moved_to": str(target.relative_to(run_dir))})
+    return moved
+
+
+def record_error(config: RunConfig, group: PlannedGroup, run_dir: Path, error: BaseException,
                  seconds: float = 0.0) -> GroupOutcome:
     """A group that failed as a whole: one error row per unfinished metric cell."""
-    todo = unfinished(config, group, run_dir)
-    for metric in todo:
-        _write_json(cell_path(run_dir, config, group, metric), _error_payload(group, metric, error, config.seed))
-    return GroupOutcome(group, 0, len(group.metrics) - len(todo), len(todo), seconds)
+    todo = unfinished(group, run_dir)
+    for cell in todo:
+        _write_cell(run_dir, cell, _error_content(group, cell.metric, error, config.seed))
+    return GroupOutcome(group, 0, len(group.cells) - len(todo), len(todo), seconds)
 
 
-def run_group(config: RunConfig, group: Group, run_dir: Path, device: torch.device) -> GroupOutcome:
+def run_group(config: RunConfig, group: PlannedGroup, run_dir: Path, device: torch.device) -> GroupOutcome:
     started = time.perf_counter()
-    if finished(config, group, run_dir):
-        return GroupOutcome(group, 0, len(group.metrics), 0, 0.0)
-    todo = unfinished(config, group, run_dir)
+    todo = unfinished(group, run_dir)
+    if not todo and maps_ok(group, run_dir):
+        return GroupOutcome(group, 0, len(group.cells), 0, 0.0)
     computed = errors = 0
     try:
         subject = load_subject(config, group.model, group.dataset, device)
@@ -162,22 +192,23 @@ def run_group(config: RunConfig, group: Group, run_dir: Path, device: torch.devi
         _save_maps(run_dir, group, subject, maps, config.maps_per_model)
     except Exception as error:  # the whole group fails the same way: one error row per metric cell
         return record_error(config, group, run_dir, error, time.perf_counter() - started)
-    for metric in todo:
+    for cell in todo:
         try:
-            payload = run_metric(config, group, metric, subject, method, maps)
-            payload["attribution_seconds"] = attribution_seconds
+            content = run_metric(config, group, cell.metric, subject, method, maps)
+            content["attribution_seconds"] = attribution_seconds
             computed += 1
         except Exception as error:
-            payload = _error_payload(group, metric, error, config.seed)
+            content = _error_content(group, cell.metric, error, config.seed)
             errors += 1
-        _write_json(cell_path(run_dir, config, group, metric), payload)
-    return GroupOutcome(group, computed, len(group.metrics) - len(todo), errors, time.perf_counter() - started)
+        _write_cell(run_dir, cell, content)
+    return GroupOutcome(group, computed, len(group.cells) - len(todo), errors, time.perf_counter() - started)
 
 
-def _save_maps(run_dir: Path, group: Group, subject: Subject, maps: Tensor, keep: int) -> None:
-    path = run_dir / "maps" / f"{group.key}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save_maps(run_dir: Path, group: PlannedGroup, subject: Subject, maps: Tensor, keep: int) -> None:
     k = min(keep, len(maps))
-    torch.save({"images": subject.images[:k].cpu(), "maps": maps[:k].detach().cpu(), "labels": subject.labels[:k].cpu(),
-                "targets": subject.targets[:k].cpu(),
-                "masks": subject.masks[:k].cpu() if subject.masks is not None else None}, path)
+    buffer = io.BytesIO()
+    torch.save({"settings_hash": group.settings_hash, "model": group.model, "dataset": group.dataset,
+                "method": group.method, "images": subject.images[:k].cpu(), "maps": maps[:k].detach().cpu(),
+                "labels": subject.labels[:k].cpu(), "targets": subject.targets[:k].cpu(),
+                "masks": subject.masks[:k].cpu() if subject.masks is not None else None}, buffer)
+    cellfile.atomic_write(run_dir / group.maps_file, buffer.getvalue())

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +17,7 @@ from . import zoo
 from .config import ConfigError, RunConfig
 from .datasets import get_dataset, list_datasets
 from .models import get_spec, list_models
+from .settings import method_params
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,16 @@ def _datasets_for(model: str, config: RunConfig) -> list[str]:
     return ["skimage"] if config.datasets == ["auto"] else [d for d in config.datasets if d != "auto"]
 
 
-def validate(config: RunConfig) -> None:
-    """Every name and parameter must exist before any work starts."""
-    if not config.models:
-        raise ConfigError("no models in the configuration")
+def validate(config: RunConfig) -> list[str]:
+    """Every key, name and parameter is checked before any work starts; a ConfigError names the first
+    bad one. Returns warnings: exclude patterns that leave nothing out, timing selections outside the grid."""
+    config.check()  # the type and range of every key, declared next to its field in config.py
+    for key in ("models", "datasets", "methods", "metrics"):
+        if not getattr(config, key):
+            raise ConfigError(f"{key} is empty: nothing to run (name at least one, in the file or with --{key})")
+    known_models = [*zoo.ENTRIES, *list_models()]
     for model in config.models:
-        if model not in zoo.ENTRIES and model not in list_models():
+        if model not in known_models:
             raise ConfigError(f"unknown model {model!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) "
                               f"nor a registered model ({', '.join(list_models())})")
     for dataset in config.datasets:
@@ -76,26 +79,38 @@ def validate(config: RunConfig) -> None:
         if name not in adapters.names():
             raise ConfigError(f"unknown method {name!r}; registered: {', '.join(adapters.names())}")
         try:
-            adapters.get(name, **params)
+            adapters.get(name, **params)  # the method checks its own parameters' types and ranges
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"method {name!r}: {error}") from error
+            raise ConfigError.about("method", name, error) from error
     for name, params in config.metrics.items():
         if name not in metrics.names():
             raise ConfigError(f"unknown metric {name!r}; registered: {', '.join(metrics.names())}")
-        unknown = sorted(set(params) - set(metrics.get(name).params))
+        try:
+            metrics.get(name).check_params(params)  # so does the metric, before any work
+        except (TypeError, ValueError) as error:
+            raise ConfigError.about("metric", name, error) from error
+    registered = {"models": known_models, "methods": adapters.names(), "metrics": metrics.names()}
+    for key in ("models", "methods"):
+        unknown = [name for name in getattr(config.timing, key) or () if name not in registered[key]]
         if unknown:
-            raise ConfigError(f"metric {name!r}: unknown parameter(s) {unknown}; "
-                              f"protocol parameters: {sorted(metrics.get(name).params)}")
-    for pattern in config.exclude:
-        if pattern.count(":") not in (1, 2):
-            raise ConfigError(f"exclude entries are 'method:metric' or 'model:method:metric' patterns, got {pattern!r}")
-    if config.target not in ("predicted", "label"):
-        raise ConfigError(f"target must be 'predicted' or 'label', got {config.target!r}")
-    for key in ("n_images", "batch_size"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
+            raise ConfigError(f"timing.{key}: unknown {key[:-1]}(s) {unknown}; registered: {', '.join(registered[key])}")
     if not any(_datasets_for(m, config) for m in config.models):
         raise ConfigError("no (model, dataset) pair matches the configuration")
+    if not any(group.metrics for group in plan(config)):
+        raise ConfigError("every cell of the grid is left out (see exclude; the rest are not applicable): nothing to score")
+    cells = [(model, method, metric) for model in config.models for method in config.methods for metric in config.metrics]
+    alone = {pattern: RunConfig(exclude=[pattern]) for pattern in config.exclude}
+    idle = [pattern for pattern, one in alone.items() if not any(excluded(one, *cell) for cell in cells)]
+    # A pattern whose parts match no registered name is a typo; the others name what this grid does not run.
+    typos = [pattern for pattern in idle if not all(fnmatch.filter(names, part) for part, names in
+                                                    zip(reversed(pattern.split(":")), reversed(registered.values())))]
+    unused = [pattern for pattern in idle if pattern not in typos]
+    warnings = [f"exclude pattern {pattern!r} matches no registered model, method or metric (a typo?)"
+                for pattern in typos]
+    if unused:
+        warnings.append(f"exclude: {len(unused)} pattern(s) leave nothing out of this grid (it does not run what "
+                        f"they name): {', '.join(map(repr, unused[:4]))}{', ...' if len(unused) > 4 else ''}")
+    return warnings + config.timing_warnings()
 
 
 def excluded(config: RunConfig, model: str, method: str, metric: str) -> bool:
@@ -132,14 +147,6 @@ def unplanned(config: RunConfig) -> list[dict[str, str]]:
     cells = ((model, method, metric) for model in config.models for method in config.methods for metric in config.metrics)
     return [{"model": model, "method": method, "metric": metric, "reason": reason}
             for model, method, metric in cells if (reason := left_out(config, model, method, metric))]
-
-
-def cell_hash(config: RunConfig, group: Group, metric: str | None) -> str:
-    """What a cell's result depends on; a change of any of it means a new cell, never a stale one."""
-    payload = {"method": config.methods[group.method], "metric": config.metrics.get(metric) if metric else None,
-               "n_images": config.n_images, "seed": config.seed, "target": config.target,
-               "weights": config.weights.get(group.model), "dataset_params": config.dataset_params.get(group.dataset)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def _shuffled_twin(entry: zoo.ZooEntry) -> str | None:
@@ -184,10 +191,4 @@ def load_subject(config: RunConfig, model: str, dataset: str, device: torch.devi
 
 def build_method(config: RunConfig, name: str, subject: Subject) -> adapters.Method:
     """The method with the configuration's parameters, the run's seed, and the spec's Grad-CAM layer."""
-    params: dict[str, Any] = dict(config.methods[name])
-    accepted = adapters.get(name).params
-    if "seed" in accepted and "seed" not in params:
-        params["seed"] = config.seed
-    if "layer" in accepted and params.get("layer") is None and subject.gradcam_layer:
-        params["layer"] = subject.gradcam_layer
-    return adapters.get(name, **params)
+    return adapters.get(name, **method_params(config, name, subject.model_name))

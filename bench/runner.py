@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from . import zoo
-from .cells import GroupOutcome, finished, record_error, run_group
-from .collect import collect_run
+from . import cellfile, zoo
+from .cells import GroupOutcome, finished, record_error, remove_partial_writes, run_group, set_aside_damaged
+from .collect import TIMING_STAMP, collect_run
 from .config import RunConfig, check_output_writable
 from .device import resolve_device
 from .executor import Executor, LocalExecutor, get_executor
-from .grid import Group, plan, unplanned, validate
+from .grid import plan, unplanned, validate
+from .manifest import PlannedGroup, build_manifest, write_manifest
 from .progress import progress
-
-LIBRARIES = ("torch", "torchvision", "captum", "lime", "scikit-image", "numpy", "pandas", "pytest-benchmark")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
+from .settings import library_versions
 
 def git_revision() -> str:
     try:
@@ -61,7 +48,7 @@ class GroupTask:
     config: RunConfig
     run_dir: Path  # absolute: a worker's working directory is its own
 
-    def __call__(self, group: Group) -> GroupOutcome:
+    def __call__(self, group: PlannedGroup) -> GroupOutcome:
         if not (self.run_dir / "config.json").is_file():
             raise FileNotFoundError(f"run directory {self.run_dir} is not visible on this worker's node: "
                                     "runs on several nodes need it on a shared filesystem")
@@ -83,7 +70,8 @@ def prepare_zoo(config: RunConfig) -> list[dict]:
 def run(config: RunConfig, *, executor: str | Executor = "local", executor_options: dict | None = None,
         timing: bool | None = None, echo=print) -> Path:
     """Score, time and report the grid. ``executor``: a registered name (created and closed here) or an instance."""
-    validate(config)  # before connecting anywhere
+    for warning in validate(config):  # before connecting anywhere
+        echo(f"warning: {warning}")
     if not isinstance(executor, str):
         return _run(config, executor, timing, echo)
     pool = get_executor(executor, **(executor_options or {}))
@@ -93,18 +81,34 @@ def run(config: RunConfig, *, executor: str | Executor = "local", executor_optio
         pool.close()
 
 
+def _write_json(path: Path, payload: dict) -> None:
+    cellfile.atomic_write(path, json.dumps(payload, indent=2, default=str).encode())
+
+
 def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     run_dir = prepare(config, pool).resolve()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    _write_json(run_dir / "config.json", config.to_dict())
     device = pool.exclusive(partial(device_info, config.device))
     echo(f"run {config.name}: {run_dir} on {device['device_name']} ({device['device']})")
-    (run_dir / "zoo.json").write_text(json.dumps(pool.exclusive(partial(prepare_zoo, config)), indent=2))
+    not_planned = unplanned(config)
+    meta = {"run": config.name, "status": "running", "config": config.to_dict(), "git_revision": git_revision(),
+            "versions": library_versions(), "device": device, "started": started, "finished": None,
+            "notes": config.notes, "not_planned": not_planned}
+    _write_json(run_dir / "metadata.json", meta)  # a run killed from here on is still described, as running
+    _write_json(run_dir / "zoo.json", pool.exclusive(partial(prepare_zoo, config)))
 
-    groups = plan(config)
+    # The plan, with every cell's settings resolved (the zoo is trained now, so its weights have a
+    # fingerprint), is written before any work: tables and reports are built from it alone.
+    manifest = build_manifest(config)
+    write_manifest(run_dir, manifest)
+    groups = list(manifest.groups)
+    remove_partial_writes(run_dir)
+    for moved in set_aside_damaged(groups, run_dir):
+        echo(f"warning: {moved['file']} is {moved['problem']}: moved to {moved['moved_to']}, recomputing it")
     # Finished groups are counted here, so a resumed run ships nothing for them to any worker.
-    done = {g for g in groups if finished(config, g, run_dir)}
-    outcomes = [GroupOutcome(g, 0, len(g.metrics), 0, 0.0) for g in groups if g in done]
+    done = {g for g in groups if finished(g, run_dir)}
+    outcomes = [GroupOutcome(g, 0, len(g.cells), 0, 0.0) for g in groups if g in done]
     todo = [g for g in groups if g not in done]
     bar = progress(total=len(groups), desc="cells", unit="group")
     bar.update(len(outcomes))
@@ -117,7 +121,6 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     computed = sum(o.computed for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     errors = sum(o.errors for o in outcomes)
-    not_planned = unplanned(config)
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors, "
          f"{len(not_planned)} not planned (excluded or not applicable: see the report's notes)")
 
@@ -126,15 +129,16 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
             echo(failure)
     if config.timing.enabled if timing is None else timing:
         echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
+        (run_dir / TIMING_STAMP).unlink(missing_ok=True)  # benchmark.json is trusted again only once rewritten
         code = pool.exclusive(partial(run_timing, config, run_dir))
         if code not in (0, 5):
             echo(f"timing suite exited with {code}; failed timing cells are recorded in {run_dir / 'benchmark.json'}")
-    collect_run(run_dir)
-    meta = {"run": config.name, "config": config.to_dict(), "git_revision": git_revision(),
-            "versions": library_versions(), "device": device, "started": started,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": config.notes,
-            "cells": {"computed": computed, "reused": skipped, "errors": errors}, "not_planned": not_planned}
-    (run_dir / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        if (run_dir / "benchmark.json").is_file():
+            _write_json(run_dir / TIMING_STAMP, {"timing_hash": manifest.timing_hash})
+    completeness = collect_run(run_dir)
+    meta.update(status="complete" if completeness["complete"] else "partial", finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                cells={"computed": computed, "reused": skipped, "errors": errors}, completeness=completeness)
+    _write_json(run_dir / "metadata.json", meta)
     if config.report:
         from .report import build_report, summary_table
 

@@ -180,8 +180,9 @@ def _materialise(dataset: SyntheticShapes, spec: ModelSpec) -> tuple[Tensor, Ten
     return spec.preprocess(images), labels
 
 
-def _paths(entry: ZooEntry, root: Path) -> tuple[Path, Path]:
-    stem = root / "zoo" / f"{entry.name}-{entry.fingerprint()}"
+def weights_paths(entry: ZooEntry, root: Path | None = None) -> tuple[Path, Path]:
+    """Where the entry's trained weights and their metadata are cached (``root``: the cache directory)."""
+    stem = (root or cache_dir()) / "zoo" / f"{entry.name}-{entry.fingerprint()}"
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
@@ -224,7 +225,7 @@ def load(name: str | ZooEntry, *, root: Path | None = None, train_if_missing: bo
     """Load a zoo entry from the cache, training it first if it is missing or stale."""
     entry = get_entry(name) if isinstance(name, str) else name
     root = root or cache_dir()
-    weights_path, meta_path = _paths(entry, root)
+    weights_path, meta_path = weights_paths(entry, root)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(weights_path) + ".lock"):  # concurrent test processes train once
         if weights_path.is_file() and meta_path.is_file():
@@ -242,7 +243,7 @@ def load(name: str | ZooEntry, *, root: Path | None = None, train_if_missing: bo
 
 
 def is_cached(name: str, root: Path | None = None) -> bool:
-    weights_path, meta_path = _paths(get_entry(name), root or cache_dir())
+    weights_path, meta_path = weights_paths(get_entry(name), root)
     return weights_path.is_file() and meta_path.is_file()
 
 

@@ -72,9 +72,17 @@ def cached_torchvision_weights(spec: "ModelSpec", member: str) -> Path:
     return path
 
 
-def load_weights(model: nn.Module, spec: "ModelSpec", weights: str | os.PathLike) -> None:
+def resolve_weights_path(spec: "ModelSpec", weights: str | os.PathLike) -> Path:
+    """The file that ``weights`` (a local state-dict path or a torchvision weights member) names."""
     text = str(weights)
     looks_like_path = os.sep in text or text.endswith((".pt", ".pth", ".bin", ".ckpt")) or Path(text).exists()
     path = Path(text) if looks_like_path else cached_torchvision_weights(spec, text)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    return path
+
+
+def load_weights(model: nn.Module, spec: "ModelSpec", weights: str | os.PathLike) -> None:
+    path = resolve_weights_path(spec, weights)
     state = load_state_dict_file(path)
     apply_state_dict(model, state, source=str(path), architecture=spec.name)

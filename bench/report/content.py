@@ -7,7 +7,7 @@ from . import formatting as fmt
 from .analysis import Analysis
 from .document import Block, Bullets, Heading, Image, Paragraph, Table
 from .figures import FigureSet
-from .header import coverage, notes_section, parameters_section, run_section, zoo_section
+from .header import completeness, coverage, notes_section, parameters_section, run_section, zoo_section
 from .tables import (agreement_table, error_table, metric_table, missing_table, rank_table_text, speed_table,
                      timing_details)
 
@@ -89,7 +89,14 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
 def failures_section(analysis: Analysis) -> list[Block]:
     errors, missing = error_table(analysis), missing_table(analysis)
     blocks: list[Block] = [Heading("Failed cells")]
-    blocks.append(Table(errors, show_index=False) if len(errors) else Paragraph("None: every cell ran."))
+    blocks.append(Table(errors, show_index=False) if len(errors) else Paragraph("None: every cell that ran succeeded."))
+    record = analysis.run.completeness or {}
+    if record.get("missing"):
+        blocks += [Paragraph(f"Missing (planned, no result file: {len(record['missing'])}):"),
+                   Bullets(list(record["missing"]))]
+    if record.get("damaged"):
+        blocks += [Paragraph(f"Refused (a file that fails verification is never read: {len(record['damaged'])}):"),
+                   Bullets([f"{d['file']}: {d['problem']}" for d in record["damaged"]])]
     blocks.append(Heading("No score (NaN) counts"))
     blocks.append(Table(missing, show_index=False) if len(missing) else Paragraph("None: every score is finite."))
     return blocks
@@ -98,7 +105,7 @@ def failures_section(analysis: Analysis) -> list[Block]:
 def document(analysis: Analysis, figures: FigureSet) -> list[Block]:
     """All sections of the report."""
     title = analysis.run.metadata.get("run", analysis.run.path.name)
-    return [Heading(f"Benchmark report: {title}", 1), coverage(analysis),
+    return [Heading(f"Benchmark report: {title}", 1), *completeness(analysis), coverage(analysis),
             *run_section(analysis), *notes_section(analysis), *zoo_section(analysis), *speed_section(analysis),
             *scores_section(analysis), *ranking_section(analysis), *agreement_section(analysis, figures),
             *figures_section(analysis, figures), *failures_section(analysis), *parameters_section(analysis)]

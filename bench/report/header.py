@@ -13,6 +13,32 @@ def _inline(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def completeness(analysis: Analysis) -> list[Block]:
+    """How much of the plan the tables hold: planned, done, failed, missing, refused files; a
+    partial run or one that mixes library versions is marked before any number is read."""
+    record = analysis.run.completeness
+    if record is None:
+        return [Paragraph("Completeness unknown: this directory has no completeness.json (it was not written by "
+                          "the runner), so nothing shows that every planned cell is here.")]
+    missing, damaged = record.get("missing", []), record.get("damaged", [])
+    line = (f"Cells planned: {record['planned']}; done: {record['done']}; failed: {record['failed']}; "
+            f"missing: {len(missing)}; refused (damaged or other settings): {len(damaged)}.")
+    if record.get("not_in_plan"):
+        line += (f" {record['not_in_plan']} file(s) in cells/ belong to other settings and are not read "
+                 "(delete them to clear the directory).")
+    blocks: list[Block] = []
+    if not record.get("complete", False):
+        blocks.append(Paragraph(f"**PARTIAL RUN**: {len(missing) + len(damaged)} of {record['planned']} planned "
+                                "cells have no verified result (listed under Failed cells); the tables show the rest. "
+                                "Rerun the same command to complete it."))
+    if record.get("mixed_versions"):
+        versions = "; ".join(", ".join(f"{k} {v}" for k, v in sorted((found or {}).items()))
+                             for found in record.get("versions", []))
+        blocks.append(Paragraph(f"**MIXED VERSIONS**: the cells were computed under {len(record['versions'])} "
+                                f"different library version sets ({versions})."))
+    return blocks + [Paragraph(line)]
+
+
 def coverage(analysis: Analysis) -> Paragraph:
     """Image counts, seeds and the bootstrap, stated up front."""
     ok = analysis.run.ok

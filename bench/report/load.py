@@ -35,6 +35,9 @@ class Run:
     timings: pd.DataFrame | None = None
     zoo: list[dict] | None = None
     maps: list[Path] = field(default_factory=list)
+    #: What the run holds against its plan (``completeness.json``, written with the tables); None when
+    #: the directory was not written by the runner.
+    completeness: dict | None = None
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -85,5 +88,16 @@ def load_run(run_dir: str | Path) -> Run:
             timings = None
 
     zoo = json.loads((path / "zoo.json").read_text()) if (path / "zoo.json").is_file() else None
-    maps = sorted((path / "maps").glob("*.pt")) if (path / "maps").is_dir() else []
-    return Run(path=path, metadata=metadata, scores=scores, curves=curves, timings=timings, zoo=zoo, maps=maps)
+    completeness_path = path / "completeness.json"
+    completeness = json.loads(completeness_path.read_text()) if completeness_path.is_file() else None
+    return Run(path=path, metadata=metadata, scores=scores, curves=curves, timings=timings, zoo=zoo,
+               maps=_map_files(path), completeness=completeness)
+
+
+def _map_files(path: Path) -> list[Path]:
+    """The planned groups' map files (a map file of other settings is never shown); every maps/*.pt
+    only in a directory without a plan (not written by the runner)."""
+    if (path / "plan.json").is_file():
+        groups = json.loads((path / "plan.json").read_text()).get("groups", [])
+        return [path / g["maps"] for g in groups if (path / g["maps"]).is_file()]
+    return sorted((path / "maps").glob("*.pt")) if (path / "maps").is_dir() else []

@@ -1,6 +1,6 @@
 """Saliency grids: for each architecture, rows = images, columns = the image and one map per method.
 
-Maps are stored by the runner in ``maps/<model>__<dataset>__<method>.pt``. Each map is shown as
+Maps are stored by the runner in ``maps/<model>__<dataset>__<method>-<settings hash>.pt``. Each map is shown as
 its absolute value scaled by its own 99th percentile (so one hot pixel does not wash out the rest,
 and methods with different units can sit side by side), over a grey copy of the image with an
 opacity that grows with the map; the ground-truth mask, when there is one, is outlined on the
@@ -37,16 +37,15 @@ class StoredMaps:
 
 
 def read_maps(path: Path) -> StoredMaps:
-    """Load one ``maps/*.pt`` file; the model, dataset and method come from its name."""
+    """Load one ``maps/*.pt`` file written by the runner (it names its model, dataset and method)."""
     import torch  # only reports with stored maps pay for importing torch
 
-    parts = path.stem.split("__")
-    if len(parts) != 3:
-        raise ValueError(f"{path.name}: expected <model>__<dataset>__<method>.pt")
     data = torch.load(path, map_location="cpu", weights_only=True)
+    if not all(key in data for key in ("model", "dataset", "method", "maps", "images")):
+        raise ValueError(f"{path.name}: not a maps file of this harness (no model, dataset, method, maps, images)")
     masks = data.get("masks")
     return StoredMaps(
-        model=parts[0], dataset=parts[1], method=parts[2],
+        model=data["model"], dataset=data["dataset"], method=data["method"],
         images=data["images"].float().clamp(0, 1).permute(0, 2, 3, 1).numpy(),
         maps=data["maps"].float()[:, 0].numpy(),
         labels=data["labels"].numpy(), targets=data["targets"].numpy(),

@@ -56,4 +56,13 @@ def render_text(frame: pd.DataFrame) -> str:
 def summary_table(run_dir: str | Path) -> str:
     """Compact text table of a run: per architecture and method, throughput, efficiency and the
     mean of each metric over images (NaN scores skipped)."""
-    return render_text(summary_frame(load_run(run_dir)))
+    run = load_run(run_dir)
+    table = render_text(summary_frame(run))
+    record = run.completeness
+    if record is None:
+        return table
+    status = "complete" if record.get("complete") else "PARTIAL RUN"
+    line = (f"{status}: {record['done']} of {record['planned']} planned cells done, {record['failed']} failed, "
+            f"{len(record.get('missing', []))} missing, {len(record.get('damaged', []))} refused"
+            + ("; MIXED library versions" if record.get("mixed_versions") else ""))
+    return f"{table}\n{line}"

@@ -116,7 +116,7 @@ def test_a_failing_group_is_retried_then_recorded_as_error_rows(executor, tmp_pa
     assert set(failed.status) == {"error"} and set(failed.metric) == {"deletion", "pointing_game"}
     assert set(failed.error) == {"RuntimeError: injected failure"}
     assert (scores[scores.method != "random"].status == "ok").all()
-    cell = json.loads(next((run_dir / "cells").glob("*random*deletion*.json")).read_text())
+    cell = json.loads(next((run_dir / "cells").glob("*random*deletion*.json")).read_text())["content"]
     assert "failed 3 time(s) on the Ray executor" in cell["traceback"]
     assert len(executor._actors) == 2  # the dead worker was replaced
 

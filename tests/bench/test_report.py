@@ -79,11 +79,12 @@ def _write_run(root: Path) -> dict[tuple[str, str, str], list[float]]:
     generator = torch.Generator().manual_seed(0)
     for model in MODELS:
         for method in METHODS:
-            torch.save({"images": torch.rand(2, 3, 16, 16, generator=generator),
+            torch.save({"model": model, "dataset": DATASET, "method": method,
+                        "images": torch.rand(2, 3, 16, 16, generator=generator),
                         "maps": torch.randn(2, 1, 16, 16, generator=generator),
                         "labels": torch.tensor([0, 1]), "targets": torch.tensor([0, 1]),
                         "masks": torch.rand(2, 1, 16, 16, generator=generator) > 0.7},
-                       root / "maps" / f"{model}__{DATASET}__{method}.pt")
+                       root / "maps" / f"{model}__{DATASET}__{method}-0123456789abcdef.pt")
     (root / "zoo.json").write_text(json.dumps([{"name": f"{m}_{DATASET}", "model": m, "dataset": DATASET,
                                                 "accuracy": 0.9} for m in MODELS]))
     (root / "metadata.json").write_text(json.dumps({
