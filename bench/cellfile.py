@@ -73,19 +73,20 @@ class Verdict:
         return self.problem == "missing"
 
 
-def verify(path: Path, settings_hash: str, images: list[int]) -> Verdict:
-    """Read ``path`` and accept it only if it provably is the planned cell (see the module docstring)."""
+def verify(path: Path, settings_hash: str, images: list[int], bounds: tuple[float, float] | None = None) -> Verdict:
+    """Read ``path`` and accept it only if it provably is the planned cell (see the module docstring);
+    ``bounds``: the metric's range, which every stored score must lie in."""
     if not path.is_file():
         return Verdict(path, problem="missing")
     try:
         document = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return Verdict(path, problem=f"unreadable (truncated or damaged): {type(error).__name__}")
-    problem = _problem(document, settings_hash, images)
+    problem = _problem(document, settings_hash, images, bounds)
     return Verdict(path, problem=problem) if problem else Verdict(path, document=document)
 
 
-def _problem(document: Any, settings_hash: str, images: list[int]) -> str | None:
+def _problem(document: Any, settings_hash: str, images: list[int], bounds: tuple[float, float] | None) -> str | None:
     if not isinstance(document, dict) or document.get("format") != CELL_FORMAT:
         return "not a cell file of this format"
     if document.get("checksum") != checksum(document):
@@ -105,9 +106,16 @@ def _problem(document: Any, settings_hash: str, images: list[int]) -> str | None
         return f"rows are not the planned images ({len(rows)} rows for {len(images)} images)"
     if not all(_score_ok(row.get("score")) for row in rows):
         return "a score is neither a finite number nor null (no score)"
+    if bounds is not None and not all(_within(row["score"], bounds) for row in rows):
+        return f"a score lies outside the metric's range [{bounds[0]:g}, {bounds[1]:g}]"
     if not all(isinstance(row, dict) and _score_ok(row.get("y")) for row in content.get("curves", [])):
         return "a curve value is neither a finite number nor null"
     return None
+
+
+def _within(score: float | None, bounds: tuple[float, float]) -> bool:
+    slack = 1e-6 * max(1.0, abs(bounds[0]), abs(bounds[1]))  # float rounding at the edges is not damage
+    return score is None or bounds[0] - slack <= score <= bounds[1] + slack
 
 
 def _score_ok(value: Any) -> bool:

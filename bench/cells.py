@@ -121,7 +121,7 @@ def run_metric(config: RunConfig, group: PlannedGroup, metric: str, subject: Sub
 
 
 def verdict(run_dir: Path, group: PlannedGroup, cell: PlannedCell) -> cellfile.Verdict:
-    return cellfile.verify(run_dir / cell.file, cell.settings_hash, group.images)
+    return cellfile.verify(run_dir / cell.file, cell.settings_hash, group.images, metrics.get(cell.metric).bounds)
 
 
 def unfinished(group: PlannedGroup, run_dir: Path) -> list[PlannedCell]:

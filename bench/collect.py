@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import cellfile
+from .cells import verdict as verdict_of
 from .manifest import Manifest, read_manifest
 
 TIMING_STAMP = "timing.json"  # written by the runner once benchmark.json belongs to the run's plan
@@ -28,7 +28,7 @@ def collect_scores(run_dir: Path, manifest: Manifest) -> tuple[pd.DataFrame, pd.
     missing, damaged, versions = [], [], []
     failed = done = 0
     for group, cell in manifest.cells:
-        verdict = cellfile.verify(run_dir / cell.file, cell.settings_hash, group.images)
+        verdict = verdict_of(run_dir, group, cell)
         if not verdict.ok:
             (missing.append(cell.file) if verdict.missing else damaged.append({"file": cell.file, "problem": verdict.problem}))
             continue

@@ -52,6 +52,9 @@ class MetricSpec:
     declarations: dict[str, Param]
     inputs: tuple[str, ...] = ()
     description: str = ""
+    #: The closed interval every score of this metric lies in, whatever its parameters (None: no such
+    #: interval, e.g. a logit). A stored score outside it is refused when results are read back.
+    bounds: tuple[float, float] | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -100,13 +103,16 @@ _METRICS: dict[str, MetricSpec] = {}
 
 
 def register(name: str, *, category: Category, direction: Direction, params: dict[str, Param] | None = None,
-             inputs: tuple[str, ...] = (), description: str = "") -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
+             inputs: tuple[str, ...] = (), description: str = "",
+             bounds: tuple[float, float] | None = None) -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
     """Function decorator: register ``fn`` as metric ``name`` with its protocol parameters declared
     (``{name: metrics.params.Param}``). A duplicate name, or a parameter given as a bare default,
     raises. Returns ``fn`` wrapped by :meth:`MetricSpec.compute`, so that calling the module's function
     directly checks its arguments exactly as ``metrics.get(name).compute`` does."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
+    if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
+        raise ValueError(f"metric {name!r}: bounds must be (low, high) with low < high, got {bounds!r}")
     bare = sorted(p for p, declaration in (params or {}).items() if not isinstance(declaration, Param))
     if bare:
         raise TypeError(f"metric {name!r}: parameter(s) {bare} must be declared with metrics.params "
@@ -117,7 +123,8 @@ def register(name: str, *, category: Category, direction: Direction, params: dic
             raise ValueError(f"metric {name!r} is already registered")
         spec = MetricSpec(name=name, fn=fn, category=category, direction=direction,
                           declarations=dict(params or {}), inputs=tuple(inputs),
-                          description=description or (fn.__doc__ or "").strip().split("\n")[0])
+                          description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                          bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])))
         _METRICS[name] = spec
 
         @functools.wraps(fn)

@@ -60,7 +60,7 @@ def pearson(a: Tensor, b: Tensor, rel_tol: float = 1e-6) -> Tensor:
 
 
 @register("faithfulness_correlation", category="faithfulness", direction="higher",
-          params=_PARAMS)
+          params=_PARAMS, bounds=(-1.0, 1.0))  # a Pearson correlation
 def faithfulness_correlation(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor,
                              seed: int = 0, device_budget_bytes: int | None = None, n_runs: int = 100,
                              subset_fraction: float = 0.1, baseline: str | Tensor = "zeros",

@@ -38,7 +38,7 @@ _POINTING = {"tolerance_px": Float(15.0, low=0.0), "reference_size": OrNone(Int(
 
 
 @register("pointing_game", category="localisation", direction="higher",
-          params=_POINTING, inputs=("mask",))
+          params=_POINTING, inputs=("mask",), bounds=(0.0, 1.0))
 def pointing_game(*, model: nn.Module | None = None, x: Tensor, target: Tensor | int | None = None,
                   attributions: Tensor, mask: Tensor, seed: int = 0, device_budget_bytes: int | None = None,
                   tolerance_px: float = 15.0, reference_size: int | None = 224,
@@ -68,7 +68,8 @@ def pointing_game(*, model: nn.Module | None = None, x: Tensor, target: Tensor |
                         extras={"points": torch.stack([rows, cols], 1).cpu(), "tolerance": torch.full((x.shape[0],), tolerance)})
 
 
-@register("relevance_mass", category="localisation", direction="higher", params={}, inputs=("mask",))
+@register("relevance_mass", category="localisation", direction="higher", params={}, inputs=("mask",),
+          bounds=(0.0, 1.0))
 def relevance_mass(*, model: nn.Module | None = None, x: Tensor, target: Tensor | int | None = None,
                    attributions: Tensor, mask: Tensor, seed: int = 0,
                    device_budget_bytes: int | None = None) -> MetricResult:
@@ -84,7 +85,8 @@ def relevance_mass(*, model: nn.Module | None = None, x: Tensor, target: Tensor 
     return MetricResult(scores=as_scores(_no_score_where_empty(share, mask)))
 
 
-@register("relevance_rank", category="localisation", direction="higher", params={}, inputs=("mask",))
+@register("relevance_rank", category="localisation", direction="higher", params={}, inputs=("mask",),
+          bounds=(0.0, 1.0))
 def relevance_rank(*, model: nn.Module | None = None, x: Tensor, target: Tensor | int | None = None,
                    attributions: Tensor, mask: Tensor, seed: int = 0,
                    device_budget_bytes: int | None = None) -> MetricResult:

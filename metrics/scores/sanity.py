@@ -111,9 +111,12 @@ def _randomisation_check(*, mode: str, model: nn.Module, x: Tensor, target: Tens
     return curves[measure], extras
 
 
+# Every similarity measure (Spearman, SSIM, HOG correlation) lies in [-1, 1]; so do their means.
+SIMILARITY_BOUNDS = (-1.0, 1.0)
+
 @register("model_randomisation_cascading", category="sanity", direction="lower",
           params={**_RANDOMISATION, "summary": Choice("mean", ("mean", "last")), "keep_maps": Bool(False)},
-          inputs=("method", "blocks"))
+          inputs=("method", "blocks"), bounds=SIMILARITY_BOUNDS)
 def model_randomisation_cascading(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                                   method: Any, blocks: randomisation.Blocks, order: str = "top_down", seed: int | None = 0,
                                   batchnorm: str = "reset", measure: str = "spearman_abs", hog_cell: int = 16,
@@ -142,7 +145,7 @@ def model_randomisation_cascading(*, model: nn.Module, x: Tensor, target: Tensor
 
 
 @register("model_randomisation_independent", category="sanity", direction="lower",
-          params=dict(_RANDOMISATION), inputs=("method", "blocks"))
+          params=dict(_RANDOMISATION), inputs=("method", "blocks"), bounds=SIMILARITY_BOUNDS)
 def model_randomisation_independent(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                                     method: Any, blocks: randomisation.Blocks, order: str = "top_down", seed: int | None = 0,
                                     batchnorm: str = "reset", measure: str = "spearman_abs", hog_cell: int = 16,
@@ -161,7 +164,7 @@ def model_randomisation_independent(*, model: nn.Module, x: Tensor, target: Tens
 
 
 @register("data_randomisation", category="sanity", direction="lower", params=dict(_COMMON),
-          inputs=("method", "random_label_model"))
+          inputs=("method", "random_label_model"), bounds=SIMILARITY_BOUNDS)
 def data_randomisation(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                        method: Any, random_label_model: nn.Module, measure: str = "spearman_abs", hog_cell: int = 16,
                        reseed_stochastic: bool = True, **_: Any) -> MetricResult:
@@ -233,7 +236,7 @@ def empirical_mprt(*, model: nn.Module, x: Tensor, target: Tensor | int, attribu
 
 @register("random_logit", category="sanity", direction="lower",
           params={"seed": _SEED, "measure": _measure("ssim"), "hog_cell": _COMMON["hog_cell"],
-                  "reseed_stochastic": Bool(True)}, inputs=("method",))
+                  "reseed_stochastic": Bool(True)}, inputs=("method",), bounds=SIMILARITY_BOUNDS)
 def random_logit(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor | None = None,
                  method: Any, seed: int | None = 0, measure: str = "ssim", hog_cell: int = 16,
                  reseed_stochastic: bool = True, **_: Any) -> MetricResult:

@@ -171,6 +171,20 @@ def test_every_kind_of_damaged_cell_is_named_and_recomputed(tmp_path, reference)
     assert len(list((run_dir / "damaged").iterdir())) == len(CORRUPTIONS)  # kept for inspection
 
 
+def test_a_stored_score_outside_its_metrics_range_is_refused(tmp_path, reference) -> None:
+    run_dir = _run(tmp_path)
+    victim = next(p for p in _cell_files(run_dir) if "pointing_game" in p.name)
+
+    def impossible(document: dict) -> None:
+        document["content"]["rows"][0]["score"] = 2.0  # a hit rate of 200%
+
+    _rewrite(victim, impossible)
+    assert collect_run(run_dir)["damaged"] == [{"file": f"cells/{victim.name}",
+                                                 "problem": "a score lies outside the metric's range [0, 1]"}]
+    _run(tmp_path)
+    assert _tables(run_dir) == _tables(reference)
+
+
 # --- 3. partial runs -------------------------------------------------------------------------------------
 
 

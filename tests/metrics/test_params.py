@@ -258,3 +258,15 @@ def test_finite_logits_still_score_and_their_perturbed_passes_are_counted() -> N
     result = metrics.get("deletion").compute(**{**kwargs, "model": model})
     assert model.perturbed_rows > 0 and bool(torch.isfinite(result.scores).all())
     assert not math.isnan(result.summary()["mean"])
+
+
+def test_score_ranges_are_declared_where_a_metric_has_one() -> None:
+    import metrics
+    from metrics.registry import register
+
+    assert {name: metrics.get(name).bounds for name in ("pointing_game", "relevance_mass", "relevance_rank")} == \
+        dict.fromkeys(("pointing_game", "relevance_mass", "relevance_rank"), (0.0, 1.0))
+    assert metrics.get("faithfulness_correlation").bounds == (-1.0, 1.0)
+    assert metrics.get("deletion").bounds is None  # a logit score has no range
+    with pytest.raises(ValueError, match=r"bounds must be \(low, high\) with low < high"):
+        register("bad_bounds_metric", category="faithfulness", direction="higher", bounds=(1.0, 0.0))
