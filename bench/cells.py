@@ -139,11 +139,6 @@ def maps_ok(group: PlannedGroup, run_dir: Path) -> bool:
         return False
 
 
-def finished(group: PlannedGroup, run_dir: Path) -> bool:
-    """Every cell verified and the saved maps there: the group is not run again (nor shipped to a worker)."""
-    return not unfinished(group, run_dir) and maps_ok(group, run_dir)
-
-
 def remove_partial_writes(run_dir: Path) -> int:
     """Delete the temporary files of writes that a killed run left unfinished; how many."""
     leftovers = [p for folder in ("cells", "maps") for p in (run_dir / folder).glob(".*.tmp")]
@@ -152,20 +147,26 @@ def remove_partial_writes(run_dir: Path) -> int:
     return len(leftovers)
 
 
-def set_aside_damaged(groups: list[PlannedGroup], run_dir: Path) -> list[dict[str, str]]:
-    """Move every planned cell file that fails verification to ``damaged/`` (so it is recomputed, and
-    kept for inspection); return one record (file, problem) per file moved."""
-    moved = []
+def resume_state(groups: list[PlannedGroup], run_dir: Path) -> tuple[set[PlannedGroup], list[dict[str, str]]]:
+    """One verification pass over the plan when a run starts: the groups that are finished (every
+    cell verified and the saved maps there: not run again, nor shipped to a worker), and one record
+    (file, problem, moved_to) per planned cell file that failed verification, moved to ``damaged/``
+    (so it is recomputed, and kept for inspection)."""
+    done, moved = set(), []
     for group in groups:
+        intact = True
         for cell in group.cells:
             found = verdict(run_dir, group, cell)
+            intact = intact and found.ok
             if found.ok or found.missing:
                 continue
             target = run_dir / DAMAGED_DIR / f"{Path(cell.file).name}.{time.strftime('%Y%m%dT%H%M%S')}.{time.time_ns()}"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(run_dir / cell.file), target)
             moved.append({"file": cell.file, "problem": found.problem or "", "moved_to": str(target.relative_to(run_dir))})
-    return moved
+        if intact and maps_ok(group, run_dir):
+            done.add(group)
+    return done, moved
 
 
 def record_error(config: RunConfig, group: PlannedGroup, run_dir: Path, error: BaseException,

@@ -55,10 +55,9 @@ def collect_scores(run_dir: Path, manifest: Manifest) -> tuple[pd.DataFrame, pd.
             curves.append({k: base[k] for k in ("model", "dataset", "method", "metric")} | {"label": ""} | row)
     planned_files = {cell.file for _, cell in manifest.cells}
     cells_dir = run_dir / "cells"
-    others = sorted(p.name for p in cells_dir.glob("*.json") if f"cells/{p.name}" not in planned_files) \
-        if cells_dir.is_dir() else []
+    not_in_plan = sum(f"cells/{p.name}" not in planned_files for p in cells_dir.glob("*.json")) if cells_dir.is_dir() else 0
     completeness = {"planned": len(manifest.cells), "done": done, "failed": failed, "missing": missing,
-                    "damaged": damaged, "not_in_plan": len(others), "versions": versions,
+                    "damaged": damaged, "not_in_plan": not_in_plan, "versions": versions,
                     "mixed_versions": len(versions) > 1, "complete": not missing and not damaged}
     score_frame = pd.DataFrame(scores, columns=SCORE_COLUMNS)
     score_frame["score"] = pd.to_numeric(score_frame["score"], errors="coerce")

@@ -99,8 +99,7 @@ def validate(config: RunConfig) -> list[str]:
     if not any(group.metrics for group in plan(config)):
         raise ConfigError("every cell of the grid is left out (see exclude; the rest are not applicable): nothing to score")
     cells = [(model, method, metric) for model in config.models for method in config.methods for metric in config.metrics]
-    alone = {pattern: RunConfig(exclude=[pattern]) for pattern in config.exclude}
-    idle = [pattern for pattern, one in alone.items() if not any(excluded(one, *cell) for cell in cells)]
+    idle = [pattern for pattern in config.exclude if not any(pattern_matches(pattern, *cell) for cell in cells)]
     # A pattern whose parts match no registered name is a typo; the others name what this grid does not run.
     typos = [pattern for pattern in idle if not all(fnmatch.filter(names, part) for part, names in
                                                     zip(reversed(pattern.split(":")), reversed(registered.values())))]
@@ -116,8 +115,12 @@ def validate(config: RunConfig) -> list[str]:
 def excluded(config: RunConfig, model: str, method: str, metric: str) -> bool:
     """True when a pattern of ``config.exclude`` matches: ``method:metric`` for every model (e.g.
     ``extremal:model_randomisation_*``) or ``model:method:metric`` (e.g. ``small_cnn-shortcut:*:sensitivity``)."""
-    return any(fnmatch.fnmatch(f"{model}:{method}:{metric}" if pattern.count(":") == 2 else f"{method}:{metric}", pattern)
-               for pattern in config.exclude)
+    return any(pattern_matches(pattern, model, method, metric) for pattern in config.exclude)
+
+
+def pattern_matches(pattern: str, model: str, method: str, metric: str) -> bool:
+    """Whether one exclude pattern (``method:metric`` or ``model:method:metric``) matches the cell."""
+    return fnmatch.fnmatch(f"{model}:{method}:{metric}" if pattern.count(":") == 2 else f"{method}:{metric}", pattern)
 
 
 def not_applicable(model: str, method: str, metric: str) -> str | None:

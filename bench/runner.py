@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from . import cellfile, zoo
-from .cells import GroupOutcome, finished, record_error, remove_partial_writes, run_group, set_aside_damaged
+from .cells import GroupOutcome, record_error, remove_partial_writes, resume_state, run_group
 from .collect import TIMING_STAMP, collect_run
 from .config import RunConfig, check_output_writable
 from .device import resolve_device
@@ -19,7 +19,7 @@ from .executor import Executor, LocalExecutor, get_executor
 from .grid import plan, unplanned, validate
 from .manifest import PlannedGroup, build_manifest, write_manifest
 from .progress import progress
-from .settings import library_versions
+from .settings import library_versions, model_spec
 
 def git_revision() -> str:
     try:
@@ -104,10 +104,10 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     write_manifest(run_dir, manifest)
     groups = list(manifest.groups)
     remove_partial_writes(run_dir)
-    for moved in set_aside_damaged(groups, run_dir):
-        echo(f"warning: {moved['file']} is {moved['problem']}: moved to {moved['moved_to']}, recomputing it")
     # Finished groups are counted here, so a resumed run ships nothing for them to any worker.
-    done = {g for g in groups if finished(g, run_dir)}
+    done, moved_aside = resume_state(groups, run_dir)
+    for moved in moved_aside:
+        echo(f"warning: {moved['file']} is {moved['problem']}: moved to {moved['moved_to']}, recomputing it")
     outcomes = [GroupOutcome(g, 0, len(g.cells), 0, 0.0) for g in groups if g in done]
     todo = [g for g in groups if g not in done]
     bar = progress(total=len(groups), desc="cells", unit="group")
@@ -129,7 +129,10 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
             echo(failure)
     if config.timing.enabled if timing is None else timing:
         echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
-        (run_dir / TIMING_STAMP).unlink(missing_ok=True)  # benchmark.json is trusted again only once rewritten
+        # An earlier benchmark.json is not this plan's: gone before timing, so that only a file this
+        # timing run wrote gets the stamp below.
+        (run_dir / TIMING_STAMP).unlink(missing_ok=True)
+        (run_dir / "benchmark.json").unlink(missing_ok=True)
         code = pool.exclusive(partial(run_timing, config, run_dir))
         if code not in (0, 5):
             echo(f"timing suite exited with {code}; failed timing cells are recorded in {run_dir / 'benchmark.json'}")
@@ -152,14 +155,13 @@ def write_filter_pages(config: RunConfig, run_dir: Path) -> list[str]:
     """One filters page per (model, dataset) of the grid; failures are returned (for the driver to print), not raised."""
     from .filters import report_page
     from .grid import load_subject
-    from .models import get_spec
 
     device = resolve_device(config.device)
     failures = []
     for model_name, dataset in sorted({(g.model, g.dataset) for g in plan(config)}):
         try:
             subject = load_subject(config, model_name, dataset, device.torch_device)
-            spec = zoo.ENTRIES[model_name].spec() if model_name in zoo.ENTRIES else get_spec(model_name)
+            spec = model_spec(model_name)
             report_page(subject.model, spec, subject.x, run_dir / "figures", name=f"{model_name}__{dataset}",
                         steps=config.filters_steps, seed=config.seed)
         except Exception as error:  # a view is a nice-to-have: never lose the run for it

@@ -26,6 +26,8 @@ from . import zoo
 from .config import RunConfig
 from .datasets import get_dataset
 from .models import get_spec
+from .models.spec import ModelSpec
+from .models.weights import resolve_weights_path
 
 SETTINGS_FORMAT = 1
 LIBRARIES = ("torch", "torchvision", "captum", "lime", "scikit-image", "numpy", "pandas", "pytest-benchmark")
@@ -86,13 +88,11 @@ def weights_fingerprint(config: RunConfig, model: str) -> str:
     weights = config.weights.get(model)
     if weights is None:
         return f"random init of {model} (seed 0)"
-    spec = get_spec(model)
-    from .models.weights import resolve_weights_path
-
-    return file_fingerprint(resolve_weights_path(spec, weights))
+    return file_fingerprint(resolve_weights_path(get_spec(model), weights))
 
 
-def _spec(model: str):
+def model_spec(model: str) -> ModelSpec:
+    """The spec of a zoo entry (its architecture at the zoo's size and classes) or of a registered model."""
     return zoo.ENTRIES[model].spec() if model in zoo.ENTRIES else get_spec(model)
 
 
@@ -102,7 +102,7 @@ def dataset_description(config: RunConfig, model: str, dataset: str) -> tuple[di
         entry = zoo.ENTRIES[model]
         data = entry.data("test", max(config.n_images, entry.n_test))
         return data.config(), list(range(config.n_images))
-    spec = _spec(model)
+    spec = model_spec(model)
     data = get_dataset(dataset, image_size=spec.input_size[0], **config.dataset_params.get(dataset, {}))
     return data.config(), list(range(min(config.n_images, len(data))))
 
@@ -114,7 +114,7 @@ def method_params(config: RunConfig, method: str, model: str) -> dict[str, Any]:
     accepted = adapters.get(method).params
     if "seed" in accepted and "seed" not in params:
         params["seed"] = config.seed
-    layer = _spec(model).gradcam_layer
+    layer = model_spec(model).gradcam_layer
     if "layer" in accepted and params.get("layer") is None and layer:
         params["layer"] = layer
     return params

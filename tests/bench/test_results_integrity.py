@@ -105,6 +105,17 @@ def test_timings_of_other_settings_are_not_read(tmp_path) -> None:
     assert collect_run(run_dir)["timings"] == "current" and (run_dir / "timings.csv").is_file()
 
 
+def test_a_timing_run_that_writes_nothing_leaves_no_old_timings_behind(tmp_path, monkeypatch) -> None:
+    run_dir = _run(tmp_path)
+    (run_dir / "benchmark.json").write_text(json.dumps({"benchmarks": []}))  # an earlier run's
+    import bench.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "run_timing", lambda config, run_dir: 1)  # the suite crashed at once
+    _run(tmp_path, timing={"enabled": True})
+    assert not (run_dir / "timing.json").exists() and not (run_dir / "benchmark.json").exists()
+    assert json.loads((run_dir / "completeness.json").read_text())["timings"] == "none"
+
+
 # --- 2. damaged cells ------------------------------------------------------------------------------------
 
 
