@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[oracles,ray]"
+	$(PY) -m pip install --quiet -e ".[oracles,ray,timm]"
 	# TorchRay is a test oracle only (CC-BY-NC): no dependencies, never imported by the library.
 	$(PY) -m pip install --quiet --no-deps torchray==1.0.0.2
 	touch $(STAMP)

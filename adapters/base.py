@@ -162,6 +162,9 @@ class Method:
     name: ClassVar[str] = ""
     stochastic: ClassVar[bool] = False
     needs_mask: ClassVar[bool] = False  # True for controls that read the ground-truth mask
+    #: True for methods that read a transformer's attention probabilities (adapters.attention); on a
+    #: model without supported attention modules they raise an AttributionError naming what is missing.
+    needs_attention: ClassVar[bool] = False
     #: Names of the parameters that only trade memory for speed (internal batch sizes). Changing
     #: them must not change the maps beyond float rounding; ``None`` means "derive from the budget".
     memory_knobs: ClassVar[tuple[str, ...]] = ()

@@ -174,6 +174,40 @@ def _filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attention_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a transformer: zoo entry (e.g. vit_slim-synthetic) or registered model "
+                                      "(vit_b_16, timm/deit_tiny_patch16_224; random init unless --weights)")
+    parser.add_argument("--images", type=int, default=2, help="how many held-out images (default 2)")
+    parser.add_argument("--weights", help="registered model only: state-dict path or torchvision weights name")
+    parser.add_argument("--seed", type=int, default=0, help="a registered model's init and its images")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--out", help="PNG path (default results/attention/MODEL.png)")
+
+
+@command("attention", "draw a transformer's class-token attention per layer and head, and its rollout",
+         _attention_arguments)
+def _attention(args: argparse.Namespace) -> int:
+    from adapters import AttributionError
+
+    from .device import resolve_device
+    from .figures.attention import attention_figure
+    from .filters.command import load_model
+
+    if args.images < 1:
+        raise ValueError("--images must be at least 1")
+    device = resolve_device(args.device).torch_device
+    model, spec, x = load_model(args.model, args.weights, args.images, args.seed)
+    model, x = model.to(device), x.to(device)
+    out = Path(args.out) if args.out else Path("results") / "attention" / f"{args.model.replace('/', '_')}.png"
+    try:
+        summary = attention_figure(model, spec.unpreprocess(x), x, out)
+    except AttributionError as error:
+        raise ValueError(str(error)) from None
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(out)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (like every other error), not the usage text then the error."""
 

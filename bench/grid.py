@@ -17,7 +17,7 @@ from . import zoo
 from .config import ConfigError, RunConfig
 from .datasets import get_dataset, list_datasets
 from .models import get_spec, list_models
-from .settings import method_params
+from .settings import method_params, model_spec
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,9 @@ def not_applicable(model: str, method: str, metric: str) -> str | None:
     inputs = metrics.get(metric).inputs
     if "random_label_model" in inputs and (model not in zoo.ENTRIES or _shuffled_twin(zoo.ENTRIES[model]) is None):
         return "no model trained on shuffled labels for this architecture"
+    if adapters.get_class(method).needs_attention and model_spec(model).family != "vit":
+        # The attention capture reads ViT attention (torchvision, timm); CNNs have none, Swin's is windowed.
+        return "the method reads a ViT's attention probabilities; this architecture has none it can read"
     if "method" in inputs and adapters.get_class(method).needs_mask:
         # The score re-explains perturbed inputs or other classes, whose ground-truth mask is unknown.
         return "the score re-explains inputs that have no ground-truth mask"

@@ -127,6 +127,8 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     if config.filters:
         for failure in pool.exclusive(partial(write_filter_pages, config, run_dir)):
             echo(failure)
+    for failure in pool.exclusive(partial(write_attention_pages, config, run_dir)):
+        echo(failure)
     if config.timing.enabled if timing is None else timing:
         echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
         # An earlier benchmark.json is not this plan's: gone before timing, so that only a file this
@@ -166,6 +168,36 @@ def write_filter_pages(config: RunConfig, run_dir: Path) -> list[str]:
                         steps=config.filters_steps, seed=config.seed)
         except Exception as error:  # a view is a nice-to-have: never lose the run for it
             failures.append(f"filters page for {model_name}/{dataset} failed: {type(error).__name__}: {error}")
+    return failures
+
+
+#: Images on a transformer's attention page (one row per layer each).
+ATTENTION_PAGE_IMAGES = 2
+
+
+def write_attention_pages(config: RunConfig, run_dir: Path) -> list[str]:
+    """An attention page (class-token attention per layer and head, and the rollout) per transformer
+    of the grid, ``figures/attention_<model>__<dataset>.png``; models without attention are skipped.
+    Failures are returned (for the driver to print), not raised."""
+    from adapters.attention import attention_layers
+    from adapters.errors import AttributionError
+
+    from .figures.attention import attention_figure
+    from .grid import load_subject
+
+    device = resolve_device(config.device)
+    failures = []
+    for model_name, dataset in sorted({(g.model, g.dataset) for g in plan(config)}):
+        try:
+            subject = load_subject(config, model_name, dataset, device.torch_device)
+            try:
+                attention_layers(subject.model)
+            except AttributionError:
+                continue  # not a transformer: no page
+            out = run_dir / "figures" / f"attention_{model_name.replace('/', '_')}__{dataset}.png"
+            attention_figure(subject.model, subject.images[:ATTENTION_PAGE_IMAGES], subject.x[:ATTENTION_PAGE_IMAGES], out)
+        except Exception as error:  # a view is a nice-to-have: never lose the run for it
+            failures.append(f"attention page for {model_name}/{dataset} failed: {type(error).__name__}: {error}")
     return failures
 
 

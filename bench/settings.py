@@ -109,14 +109,16 @@ def dataset_description(config: RunConfig, model: str, dataset: str) -> tuple[di
 
 def method_params(config: RunConfig, method: str, model: str) -> dict[str, Any]:
     """The method's parameters as the run resolves them: the configuration's, the run's seed where
-    the method takes one, the model's Grad-CAM layer where it takes a layer, then every default."""
+    the method takes one, the model's Grad-CAM layer (and its layout) where it takes a layer, then every default."""
     params: dict[str, Any] = dict(config.methods[method])
     accepted = adapters.get(method).params
     if "seed" in accepted and "seed" not in params:
         params["seed"] = config.seed
-    layer = model_spec(model).gradcam_layer
-    if "layer" in accepted and params.get("layer") is None and layer:
-        params["layer"] = layer
+    spec = model_spec(model)
+    if "layer" in accepted and params.get("layer") is None and spec.gradcam_layer:
+        params["layer"] = spec.gradcam_layer
+        if "layout" in accepted and params.get("layout") is None and spec.gradcam_layout:
+            params["layout"] = spec.gradcam_layout
     return params
 
 

@@ -75,6 +75,8 @@ ENTRIES: dict[str, ZooEntry] = _entries(
     ZooEntry("resnet18_slim-synthetic", "resnet18_slim", n_train=12000, train=TrainConfig(epochs=3)),
     ZooEntry("mobilenet_v2_slim-synthetic", "mobilenet_v2_slim", n_train=12000, train=TrainConfig(epochs=3)),
     ZooEntry("vgg_slim-synthetic", "vgg_slim", n_train=18000, train=TrainConfig(epochs=1)),
+    # A ViT (conv stem, 8x8 patch tokens + class token): the zoo's transformer next to the CNNs.
+    ZooEntry("vit_slim-synthetic", "vit_slim", n_train=12000, train=TrainConfig(epochs=8, lr=1e-3)),
     ZooEntry("small_cnn-shortcut", "small_cnn", dataset="shortcut", n_train=2000, train=TrainConfig(epochs=4)),
     # The class is the object's texture and its outline is random: removing the object removes all
     # the evidence, so removal scores can be checked against the mask (tests/metrics/test_ordering_zoo.py).

@@ -1,7 +1,8 @@
 """Seeded re-initialisation of model blocks, with exact restoration, for the sanity checks.
 
 Blocks come from the model spec: ``[(block name, [qualified module names]), ...]`` ordered from the
-logits down (e.g. ``fc``, ``layer4``, ..., ``stem``). A block's parameters and buffers are those of
+logits down (an entry may also name a parameter owned directly by a container, such as a ViT's
+``class_token``) (e.g. ``fc``, ``layer4``, ..., ``stem``). A block's parameters and buffers are those of
 its modules, recursively; no parameter may belong to two blocks. Parameters outside every block
 keep their trained values.
 
@@ -75,17 +76,27 @@ def check_blocks(model: nn.Module, blocks: Blocks | None) -> list[tuple[str, lis
         seen.add(name)
         if not module_names:
             raise BlockError(f"block {name!r} lists no modules")
-        unknown = [m for m in module_names if m not in modules]
+        parameters = dict(model.named_parameters())
+        unknown = [m for m in module_names if m not in modules and m not in parameters]
         if unknown:
             raise BlockError(f"block {name!r} names module(s) {unknown} that the model does not have; "
                              f"top-level modules: {[n for n, _ in model.named_children()]}")
-        block_modules = [modules[m] for m in module_names]
+        block_modules = [modules[m] if m in modules else _ParameterHolder(parameters[m]) for m in module_names]
         for module in block_modules:
             for pname, param in module.named_parameters():
                 if owner.setdefault(id(param), name) != name:
                     raise BlockError(f"parameter {pname!r} of block {name!r} also belongs to block {owner[id(param)]!r}")
         resolved.append((name, block_modules))
     return resolved
+
+
+class _ParameterHolder(nn.Module):
+    """A block entry that names a parameter rather than a module (a ViT's class token, owned by the
+    model itself): holds that very tensor, so re-initialising and restoring act on the model's own."""
+
+    def __init__(self, parameter: nn.Parameter) -> None:
+        super().__init__()
+        self.register_parameter("parameter", parameter)
 
 
 def block_seed(seed: int, name: str) -> int:

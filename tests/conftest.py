@@ -36,3 +36,10 @@ def _fixed_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def zoo_vit():
+    from bench import zoo
+
+    return zoo.load("vit_slim-synthetic")

@@ -37,10 +37,11 @@ def load_model(name: str, weights: str | None, n_images: int, seed: int) -> tupl
             raise FilterError(f"{name} is a zoo entry with its own trained weights; --weights is for registered models")
         entry = zoo.load(name)
         return entry.model, entry.spec, entry.batch(n_images)[0]
-    if name not in list_models():
-        raise FilterError(f"unknown model {name!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) "
-                          f"nor a registered model ({', '.join(list_models())})")
-    spec = get_spec(name)
+    try:
+        spec = get_spec(name)
+    except KeyError as error:
+        raise FilterError(f"unknown model {name!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) nor a "
+                          f"registered model ({', '.join(list_models())}) ({error.args[0]})") from None
     model = spec.build(weights, seed=seed)
     images = SyntheticShapes(n_images, image_size=max(32, spec.input_size[0]), seed=seed).batch(range(n_images)).images
     return model, spec, spec.preprocess(images)

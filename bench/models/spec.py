@@ -32,6 +32,9 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     gradcam_layer: str = ""
+    #: How ``gradcam_layer``'s output is laid out when its shape alone is ambiguous (``"nhwc"`` for
+    #: Swin's channels-last grid); None lets the method detect it (adapters/tokens.py).
+    gradcam_layout: str | None = None
     blocks: tuple[Block, ...] | None = None
     torchvision_weights: str | None = None
     description: str = ""

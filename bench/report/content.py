@@ -80,6 +80,11 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
     blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('filters_')}: filters of the Grad-CAM layer, "
                                              "gradient ascent (top) and activation maps on held-out images")
                for p in sorted((analysis.run.path / "figures").glob("filters_*.png"))]
+    # Attention pages, written by the runner for every transformer of the grid.
+    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('attention_')}: the class token's attention to "
+                                             "the patches per layer and head, the head mean, and the rollout under "
+                                             "each image")
+               for p in sorted((analysis.run.path / "figures").glob("attention_*.png"))]
     if figures.skipped_maps:
         blocks += [Paragraph("Map files that could not be read (left out of the saliency grids):"),
                    Bullets(figures.skipped_maps)]

@@ -5,6 +5,7 @@ from typing import Callable
 
 import pytest
 import torch
+import torchvision
 from torch import Tensor, nn
 
 import adapters
@@ -38,9 +39,37 @@ def tiny_cnn(seed: int = 0) -> TinyCNN:
     return TinyCNN().eval()
 
 
+def tiny_vit(seed: int = 0) -> torchvision.models.VisionTransformer:
+    """(N, 3, 32, 32) -> (N, 5): torchvision's ViT with 8-px patches (4x4 tokens + a class token),
+    2 layers of 2 heads. torchvision zero-initialises the head, which would make every gradient
+    map constant: it gets random weights here."""
+    torch.manual_seed(seed)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32, num_classes=N_CLASSES)
+    nn.init.normal_(vit.heads.head.weight, std=0.5)
+    nn.init.normal_(vit.heads.head.bias, std=0.5)
+    return vit.eval()
+
+
+def model_for(method: str | None, seed: int = 0) -> nn.Module:
+    """The test model for a method: the tiny ViT for methods that need attention, else TinyCNN."""
+    needs_attention = method in adapters.names() and adapters.get_class(method).needs_attention
+    return tiny_vit(seed) if needs_attention else tiny_cnn(seed)
+
+
 @pytest.fixture
-def model() -> TinyCNN:
-    return tiny_cnn()
+def model(request: pytest.FixtureRequest) -> nn.Module:
+    """TinyCNN; the tiny ViT in a test parametrised by the ``name`` of a method that needs a
+    transformer's attention, so the registry-walking contract tests run every method on a model it
+    applies to."""
+    callspec = getattr(request.node, "callspec", None)
+    return model_for(callspec.params.get("name") if callspec is not None else None)
+
+
+@pytest.fixture
+def vit() -> nn.Module:
+    """The tiny torchvision ViT (whatever the test is parametrised by)."""
+    return tiny_vit()
 
 
 @pytest.fixture

@@ -77,3 +77,10 @@ def test_diagnostics_replaced_per_call(name, model, images, targets, build, run)
 def test_unexpected_attribute_argument_is_named(name, model, images, targets, build):
     with pytest.raises(AttributionError, match="bogus"):
         build(name).attribute(model, images[:1], targets[:1], bogus=1)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if adapters.get_class(n).needs_attention])
+def test_attention_method_refuses_a_model_without_attention(name, make_model, images, build, run):
+    with pytest.raises(AttributionError, match=r"needs a transformer's attention probabilities, but TinyCNN has no "
+                                               r"supported attention module \(torch\.nn\.MultiheadAttention"):
+        run(build(name), make_model(0), images[:2], 0)

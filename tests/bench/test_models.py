@@ -6,6 +6,8 @@ import functools
 import pytest
 import torch
 
+from metrics.randomisation import check_blocks
+from adapters.tokens import layer_layout, to_channels_first
 from bench.models import ModelSpec, WeightsError, get_spec, list_models, register_model
 
 
@@ -39,9 +41,12 @@ def test_spec_builds_and_maps_a_batch_to_logits(name: str) -> None:
     x = torch.randn(2, 3, *spec.input_size)
     captured = _output_of(model, spec.gradcam_layer, x)
     assert captured["logits"].shape == (2, spec.num_classes)
-    feature = captured["out"]
-    assert feature.dim() == 4 and feature.shape[-1] > 1 and feature.shape[-2] > 1, \
-        f"Grad-CAM layer {spec.gradcam_layer} of {name} is not spatial: {tuple(feature.shape)}"
+    # Transformers' Grad-CAM layers hold tokens (N, T, D) or a channels-last grid (N, h, w, C).
+    layout = layer_layout(captured["out"], *spec.input_size)
+    assert layout is not None, f"Grad-CAM layer {spec.gradcam_layer} of {name} is not spatial: {tuple(captured['out'].shape)}"
+    grid = to_channels_first(captured["out"], spec.gradcam_layout or layout, *spec.input_size)
+    assert grid.shape[-1] > 1 and grid.shape[-2] > 1, \
+        f"Grad-CAM layer {spec.gradcam_layer} of {name} is not spatial: {tuple(captured['out'].shape)}"
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -50,11 +55,10 @@ def test_blocks_cover_every_parameter_exactly_once(name: str) -> None:
     model = _built(name)
     blocks = spec.randomisation_blocks(model)
     assert len(blocks) >= 3
-    modules = dict(model.named_modules())
     seen: dict[int, str] = {}
-    for block_name, module_names in blocks:
-        for module_name in module_names:
-            for param in modules[module_name].parameters():
+    for block_name, block_modules in check_blocks(model, blocks):
+        for module in block_modules:
+            for param in module.parameters():
                 assert id(param) not in seen, f"{name}: parameter in both {seen[id(param)]} and {block_name}"
                 seen[id(param)] = block_name
     assert set(seen) == {id(p) for p in model.parameters()}
