@@ -17,7 +17,8 @@ from torch import Tensor
 
 from .params import CORE, Param
 
-Category = Literal["faithfulness", "localisation", "sanity", "robustness"]
+# The literature's six families (DESIGN.md, "Families"); "sanity" is the randomisation family.
+Category = Literal["faithfulness", "localisation", "sanity", "robustness", "complexity", "axiomatic"]
 Direction = Literal["higher", "lower"]
 
 

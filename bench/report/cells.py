@@ -8,14 +8,18 @@ unit that is resampled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
+from metrics.registry import Category
+
 from .bootstrap import N_RESAMPLES, percentile_interval, resample_weights, seed_for, weighted_means
 from .load import Run
 
-CATEGORY_ORDER = ["faithfulness", "localisation", "sanity", "robustness"]
+#: The score families in the registry's order (faithfulness, localisation, sanity, robustness, ...).
+CATEGORY_ORDER = list(get_args(Category))
 DIRECTIONS = {"higher": 1.0, "lower": -1.0}
 
 

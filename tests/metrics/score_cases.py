@@ -14,6 +14,17 @@ CHEAP = {
     "road": {"fractions": [0.3, 0.7]}, "road_morf": {"fractions": [0.3, 0.7]}, "road_lerf": {"fractions": [0.3, 0.7]},
     "faithfulness_correlation": {"n_runs": 12}, "infidelity": {"n_samples": 6}, "sensitivity": {"n_samples": 3},
 }
+# Issue 18, faithfulness (faithfulness_curves.py, faithfulness_subsets.py) and robustness (robustness.py).
+CHEAP.update({
+    "faithfulness_estimate": {"n_steps": 16}, "monotonicity": {"n_steps": 8},
+    "monotonicity_correlation": {"n_steps": 8, "n_samples": 2}, "pixel_flipping": {"n_steps": 8},
+    "irof": {"n_segments": 16}, "sufficiency": {"n_samples": 2},
+    "avg_sensitivity": {"n_samples": 3}, "local_lipschitz": {"n_samples": 3}, "continuity": {"max_shift": 2},
+    "relative_input_stability": {"n_samples": 3}, "relative_output_stability": {"n_samples": 3},
+    "relative_representation_stability": {"n_samples": 3},
+})
+# Issue 18, axiomatic (axiomatic.py): one forward per 4x4 patch instead of per pixel.
+CHEAP.update({"non_sensitivity": {"patch": 4}})
 
 
 def score_names() -> list[str]:

@@ -7,7 +7,7 @@ import metrics
 from metrics.validation import MetricInputError
 
 NAMES = score_names()
-MODEL_SCORES = [n for n in NAMES if metrics.get(n).category != "localisation"]
+MODEL_SCORES = [n for n in NAMES if metrics.get(n).category not in ("localisation", "complexity")]  # these read no model
 MASK_SCORES = [n for n in NAMES if "mask" in metrics.get(n).inputs]
 
 
