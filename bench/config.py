@@ -169,6 +169,7 @@ def setting(accepts: Accepts, default: Any = MISSING, *, factory: Callable[[], A
 
 
 NAMES = list_of(text())
+ONLY_PATTERN = text(r"[^:]+:[^:]+", 'a "method:metric" pattern', '"method:metric" patterns (shell wildcards)')
 EXCLUDE_PATTERN = text(r"[^:]+(:[^:]+){1,2}", 'a "method:metric" or "model:method:metric" pattern',
                        '"method:metric" or "model:method:metric" patterns (shell wildcards)')
 
@@ -195,6 +196,10 @@ class RunConfig:
     metrics: dict[str, dict[str, Any]] = setting(names_or_tables("metric"), factory=dict)
     # "method:metric" (every model) or "model:method:metric" patterns (shell wildcards) left out of the grid
     exclude: list[str] = setting(list_of(EXCLUDE_PATTERN), factory=list)
+    # "method:metric" pattern -> the models and/or methods its cells run with (elsewhere they are left
+    # out, and listed): how a configuration runs a breadth of methods or scores on a few cells only
+    only: dict[str, list[str]] = setting(table_of(NAMES, 'a table of "method:metric" pattern = [model and/or '
+                                                         'method names]'), factory=dict)
     # model spec -> weights (a state-dict path or a torchvision weights member)
     weights: dict[str, str] = setting(table_of(text(), "a table of model = weights (a state-dict path or a "
                                                        "torchvision weights name)"), factory=dict)

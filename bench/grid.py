@@ -3,6 +3,7 @@ before any work starts, and the subjects (model + images) the cells run on."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import functools
 import json
 from dataclasses import dataclass
@@ -70,8 +71,11 @@ def validate(config: RunConfig) -> list[str]:
     known_models = [*zoo.ENTRIES, *list_models()]
     for model in config.models:
         if model not in known_models:
-            raise ConfigError(f"unknown model {model!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) "
-                              f"nor a registered model ({', '.join(list_models())})")
+            try:
+                get_spec(model)  # a name resolved on demand (timm/<name>)
+            except KeyError as error:
+                raise ConfigError(f"unknown model {model!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) "
+                                  f"nor a registered model ({error.args[0]})") from None
     for dataset in config.datasets:
         if dataset != "auto" and dataset not in list_datasets():
             raise ConfigError(f"unknown dataset {dataset!r}; registered: {', '.join(list_datasets())} (or auto)")
@@ -94,12 +98,21 @@ def validate(config: RunConfig) -> list[str]:
         unknown = [name for name in getattr(config.timing, key) or () if name not in registered[key]]
         if unknown:
             raise ConfigError(f"timing.{key}: unknown {key[:-1]}(s) {unknown}; registered: {', '.join(registered[key])}")
+    for pattern, models in config.only.items():
+        if not ONLY_KEY.fullmatch(pattern):
+            raise ConfigError(f"only: {pattern!r} must be a \"method:metric\" pattern (shell wildcards)")
+        outside = [name for name in models if name not in config.models and name not in config.methods]
+        if outside:
+            raise ConfigError(f"only: {pattern!r} names {outside}, neither a model nor a method of the grid")
+        if not models:
+            raise ConfigError(f"only: {pattern!r} lists no model or method (it would leave every cell it matches out)")
     if not any(_datasets_for(m, config) for m in config.models):
         raise ConfigError("no (model, dataset) pair matches the configuration")
     if not any(group.metrics for group in plan(config)):
         raise ConfigError("every cell of the grid is left out (see exclude; the rest are not applicable): nothing to score")
     cells = [(model, method, metric) for model in config.models for method in config.methods for metric in config.metrics]
     idle = [pattern for pattern in config.exclude if not any(pattern_matches(pattern, *cell) for cell in cells)]
+    idle_only = [pattern for pattern in config.only if not any(pattern_matches(pattern, *cell) for cell in cells)]
     # A pattern whose parts match no registered name is a typo; the others name what this grid does not run.
     typos = [pattern for pattern in idle if not all(fnmatch.filter(names, part) for part, names in
                                                     zip(reversed(pattern.split(":")), reversed(registered.values())))]
@@ -109,7 +122,11 @@ def validate(config: RunConfig) -> list[str]:
     if unused:
         warnings.append(f"exclude: {len(unused)} pattern(s) leave nothing out of this grid (it does not run what "
                         f"they name): {', '.join(map(repr, unused[:4]))}{', ...' if len(unused) > 4 else ''}")
+    warnings += [f"only: pattern {pattern!r} matches no cell of the grid" for pattern in idle_only]
     return warnings + config.timing_warnings()
+
+
+ONLY_KEY = re.compile(r"[^:]+:[^:]+")
 
 
 def excluded(config: RunConfig, model: str, method: str, metric: str) -> bool:
@@ -138,9 +155,25 @@ def not_applicable(model: str, method: str, metric: str) -> str | None:
     return None
 
 
+def outside_only(config: RunConfig, model: str, method: str, metric: str) -> str | None:
+    """Why ``config.only`` leaves the cell out, or None: a pattern matching it lists models without
+    its model, or methods without its method."""
+    for pattern, names in config.only.items():
+        if not pattern_matches(pattern, model, method, metric):
+            continue
+        models = [name for name in names if name in config.models]
+        methods = [name for name in names if name in config.methods]
+        if (models and model not in models) or (methods and method not in methods):
+            return f"run with {', '.join(names)} only (only: {pattern!r})"
+    return None
+
+
 def left_out(config: RunConfig, model: str, method: str, metric: str) -> str | None:
-    """Why :func:`plan` leaves a cell out (the configuration excludes it, or it is not applicable), or None."""
-    return "excluded by the configuration" if excluded(config, model, method, metric) else not_applicable(model, method, metric)
+    """Why :func:`plan` leaves a cell out (the configuration excludes it or runs it on other models
+    only, or it is not applicable), or None."""
+    if excluded(config, model, method, metric):
+        return "excluded by the configuration"
+    return outside_only(config, model, method, metric) or not_applicable(model, method, metric)
 
 
 def plan(config: RunConfig) -> list[Group]:

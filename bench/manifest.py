@@ -92,7 +92,9 @@ def _planned_group(config: RunConfig, group: Group) -> PlannedGroup:
 
 def build_manifest(config: RunConfig) -> Manifest:
     """The plan with every cell's settings resolved (weights fingerprinted: the zoo must be trained)."""
-    groups = tuple(_planned_group(config, group) for group in plan(config))
+    # A (model, method) pair with every cell left out (a method on a model it cannot explain, every
+    # score excluded) computes nothing: its attributions would be work no table reads.
+    groups = tuple(_planned_group(config, group) for group in plan(config) if group.metrics)
     timing = {"timing": asdict(config.timing), "device": config.device, "groups": [g.settings_hash for g in groups]}
     return Manifest(groups, digest(timing))
 
