@@ -101,6 +101,7 @@ def check_targets(model: nn.Module, x: Tensor, target: Tensor | int | Sequence[i
 
 def default_chunk_rows(model: nn.Module, x: Tensor, settings: ExtremalSettings, memory_mb: float) -> int:
     """Rows per chunk that fit ``memory_mb``: model activations for a backward pass plus the mask state."""
+    settings = settings.for_size(*x.shape[-2:])
     geometry = MaskGeometry(x.shape[-2], x.shape[-1], settings.step, settings.sigma)
     cells = geometry.shape_mid[0] * geometry.shape_mid[1]
     h, w = geometry.shape_in
@@ -117,14 +118,17 @@ def extremal_masks(model: nn.Module, x: Tensor | Sequence[Tensor],
                    callback: StepCallback | None = None) -> ExtremalMasks:
     """Extremal perturbations of N images (N, C, H, W) for targets (N,) or (N, T) and A areas.
 
+    ``settings.geometry`` decides how its step, sigma and max blur meet the image size
+    (:meth:`ExtremalSettings.for_size`); the result's ``settings`` hold the pixel values used.
     Rows are (image, target, area) in that nesting order, optimised together in chunks of
     ``chunk_rows`` (default: what ``memory_mb`` holds). The model must be in eval mode; it is
     left exactly as found (its ``requires_grad`` flags are switched off during the run and
     restored). ``callback(t, rows, params)`` sees the parameters after every update (tests).
     """
-    settings = settings or ExtremalSettings()
     areas = check_areas(areas)
     x = stack_images(x)
+    # Pixel sizes for this input (the scaled geometry's step, sigma and max blur follow min(H, W)).
+    settings = (settings or ExtremalSettings()).for_size(*x.shape[-2:])
     targets = check_targets(model, x, target)
     check_memory_mb(memory_mb)
     chunk_rows = check_batch("chunk_rows", chunk_rows) or default_chunk_rows(model, x, settings, memory_mb)

@@ -106,6 +106,7 @@ def optimise_rows(model: nn.Module, pyramid: Tensor, image: Tensor, target: Tens
     if not (target.shape[0] == rows == len(areas)):
         raise ValueError(f"image ({rows}), target ({target.shape[0]}) and areas ({len(areas)}) must have one entry per row")
     _, _, _, height, width = pyramid.shape
+    settings = settings.for_size(height, width)  # a no-op for settings already in pixels
     geometry = MaskGeometry(height, width, settings.step, settings.sigma)
     generator = MaskGenerator(geometry, pyramid.dtype, pyramid.device, Backend(settings.backend))
     sampled = settings.sampled_iterations()

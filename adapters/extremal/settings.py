@@ -1,4 +1,12 @@
-"""Every knob of the extremal-perturbation optimiser, validated, with TorchRay's defaults."""
+"""Every knob of the extremal-perturbation optimiser, validated, with TorchRay's defaults.
+
+TorchRay's mask geometry (parameter step 7 px, smooth-max sigma 21 px) and its strongest blur
+(20 px) are pixel sizes chosen for images whose shorter side is 224 px. On a 64-px image the same
+pixels make the smallest reachable mask a blob a third of the image wide, so a 6x6 region can never
+be singled out. ``geometry="scaled"`` (the default) reads ``step``, ``sigma`` and ``max_blur`` as
+sizes at a 224-px shorter side and scales them with min(H, W) / 224 (equal to TorchRay at 224 px);
+``geometry="torchray"`` uses them as pixels at every size, exactly as TorchRay does.
+"""
 from __future__ import annotations
 
 import math
@@ -24,11 +32,24 @@ MAX_LEVELS: int = 64
 MAX_PIXELS_SIGMA: float = 256.0
 #: The area penalty penalty * penalty_growth ** t must stay far from float32's 3.4e38.
 MAX_PENALTY: float = 1e30
+#: How ``step``, ``sigma`` and ``max_blur`` are read: scaled from a 224-px shorter side, or as
+#: TorchRay's pixels at any size.
+GEOMETRIES: tuple[str, ...] = ("scaled", "torchray")
+#: The shorter image side that TorchRay's pixel sizes are meant for (its benchmark resizes to it).
+REFERENCE_SIZE: int = 224
 
 
 @dataclass(frozen=True)
 class ExtremalSettings:
-    """Optimiser settings; the defaults are TorchRay's (and the paper's).
+    """Optimiser settings; the defaults are TorchRay's (and the paper's), with the mask geometry
+    scaled to the input size (``geometry``).
+
+    ``step`` (pixels between mask parameters), ``sigma`` (smooth-max kernel, pixels) and
+    ``max_blur`` (sigma of the strongest pyramid level, pixels): with ``geometry="scaled"`` these
+    are sizes at a 224-px shorter side, and a run on an H x W input uses step
+    max(1, round(step * s)), sigma * s and max_blur * s with s = min(H, W) / 224 (at 224 px:
+    TorchRay's 7, 21, 20 exactly). With ``geometry="torchray"`` they are pixels whatever the size.
+    :meth:`for_size` gives the pixel values a run uses.
 
     ``penalty`` and ``penalty_growth``: the area residual is weighted by
     lambda_t = penalty * penalty_growth ** (t * schedule_iterations / iterations), t = 0 ..
@@ -58,8 +79,10 @@ class ExtremalSettings:
     flip: bool = True
     history_every: int = 10
     backend: str = "auto"
+    geometry: str = "scaled"
 
     def __post_init__(self) -> None:
+        check_choice("geometry", self.geometry, GEOMETRIES, what="mask geometry")
         check_choice("variant", self.variant, VARIANTS)
         check_choice("reward", self.reward, REWARDS)
         check_choice("perturbation", self.perturbation, PERTURBATIONS)
@@ -87,6 +110,17 @@ class ExtremalSettings:
             raise AttributionError(f"penalty_growth={self.penalty_growth!r} overflows the area penalty: penalty * "
                                    f"penalty_growth ** {exponent} is past {MAX_PENALTY:g} (float32 ends at 3.4e38); "
                                    "use a growth closer to 1 or fewer iterations")
+
+    def for_size(self, height: int, width: int) -> "ExtremalSettings":
+        """These settings with ``step``, ``sigma`` and ``max_blur`` in pixels of an ``height`` x
+        ``width`` input (``geometry="torchray"``): scaled by min(H, W) / 224 for the scaled geometry,
+        unchanged for TorchRay's. Idempotent."""
+        if self.geometry == "torchray":
+            return self
+        scale = min(height, width) / REFERENCE_SIZE
+        # Half-up rounding (not Python's half-to-even): a 112-px image gets step 4 from 3.5.
+        step = max(1, math.floor(self.step * scale + 0.5))
+        return replace(self, step=step, sigma=self.sigma * scale, max_blur=self.max_blur * scale, geometry="torchray")
 
     def fast(self, iterations: int = FAST_ITERATIONS) -> "ExtremalSettings":
         """The same problem in fewer iterations, following this run's penalty schedule compressed."""

@@ -26,8 +26,15 @@ class ExtremalMethod(Method):
 
     One row per (image, area) is optimised in a single batch (chunked to ``memory_mb`` or to
     ``chunk_rows`` rows): 800 iterations of projected momentum SGD on a 7-pixel-step parameter grid,
-    smooth-max masks with sigma 21, an 8-level blur pyramid, area penalty 300 * 1.0035^t on the
-    padded mask, inputs mirrored on even iterations (TorchRay's defaults). ``attribute`` returns the
+    smooth-max masks with sigma 21, an 8-level blur pyramid (strongest blur 20), area penalty
+    300 * 1.0035^t on the padded mask, inputs mirrored on even iterations (TorchRay's defaults).
+
+    ``geometry``: ``"scaled"`` (default) reads ``step``, ``sigma`` and ``max_blur`` as sizes at a
+    224-px shorter side and scales them with min(H, W) / 224 (step rounded, at least 1): at 224 px
+    this is TorchRay exactly, at the zoo's 64 px step 2, sigma 6, max blur 5.7, so a small region
+    (a 6x6 watermark) can be kept alone. ``"torchray"`` uses them as pixels at every size, as
+    TorchRay does (on 64 px its smallest mask is a blob a third of the image wide). The pixel values
+    used are in ``diagnostics["settings"]``. ``attribute`` returns the
     sum of the A area masks, blurred with sigma = ``smoothing`` * min(H, W) (0.09 in the benchmark;
     0 for none): values in [0, A]. :meth:`explain` returns the per-area masks and the history.
 
@@ -37,6 +44,10 @@ class ExtremalMethod(Method):
     the penalty schedule of ``iterations`` compressed into them; quicker, slightly worse optima,
     never the default. ``backend``: how the mask generator runs (``auto``: fused by
     ``torch.compile`` in float32 when it works here, eager otherwise; results agree to rounding).
+    ``flip``: TorchRay's jitter, which assumes a mirror-invariant model; switch it off for models
+    trained without mirror augmentation whose evidence is not symmetric (on the shortcut zoo model
+    the class is the watermark's corner, and with the flip on the masks find nothing at either
+    geometry).
 
     Cost per image: iterations x areas forward and input-gradient backward passes (twice for dual).
     """
@@ -49,12 +60,13 @@ class ExtremalMethod(Method):
                  momentum: float = 0.9, dampening: float = 0.9, penalty: float = 300.0,
                  penalty_growth: float = 1.0035, flip: bool = True, smoothing: float = 0.09,
                  fast: bool = False, fast_iterations: int = FAST_ITERATIONS, history_every: int = 10,
-                 backend: str = "auto", chunk_rows: int | None = None,
+                 backend: str = "auto", geometry: str = "scaled", chunk_rows: int | None = None,
                  memory_mb: float = DEFAULT_MEMORY_MB) -> None:
         settings = ExtremalSettings(
             variant=variant, reward=reward, iterations=iterations, step=step, sigma=sigma, levels=levels,
             max_blur=max_blur, perturbation=perturbation, lr=lr, momentum=momentum, dampening=dampening,
-            penalty=penalty, penalty_growth=penalty_growth, flip=flip, history_every=history_every, backend=backend)
+            penalty=penalty, penalty_growth=penalty_growth, flip=flip, history_every=history_every, backend=backend,
+            geometry=geometry)
         # Checked even when fast is off: a bad value must not wait until someone switches it on.
         check_int("fast_iterations", fast_iterations, 1, MAX_ITERATIONS)
         if check_bool("fast", fast):
@@ -65,7 +77,7 @@ class ExtremalMethod(Method):
                          sigma=sigma, levels=levels, max_blur=max_blur, perturbation=perturbation, lr=lr,
                          momentum=momentum, dampening=dampening, penalty=penalty, penalty_growth=penalty_growth,
                          flip=flip, smoothing=smoothing, fast=fast, fast_iterations=fast_iterations,
-                         history_every=history_every, backend=backend,
+                         history_every=history_every, backend=backend, geometry=geometry,
                          chunk_rows=check_batch("chunk_rows", chunk_rows), memory_mb=check_memory_mb(memory_mb))
         self.settings = settings
 
@@ -104,7 +116,7 @@ class ExtremalMethod(Method):
             "chunk_rows": result.chunk_rows,
             "backend": result.backend,
             "iterations": self.settings.iterations,
-            "settings": asdict(self.settings),
+            "settings": asdict(result.settings),  # step, sigma and max_blur in pixels of this input
             "final_reward": result.history.reward[-1].detach(),
             "final_residual": result.history.residual[-1].detach(),
         }

@@ -72,7 +72,8 @@ def test_grid_timing(benchmark, timing_cell) -> None:
             pytest.fail(f"{group.method} needs masks; {group.dataset} has none")
         kwargs["mask"] = subject.masks.repeat(reps, 1, 1, 1)[:batch_size]
     benchmark.group = group.model
-    cost = method.cost(n_classes=int(subject.model(x[:1]).shape[1]), channels=x.shape[1], height=x.shape[2], width=x.shape[3])
+    cost = method.cost(n_classes=int(subject.model(x[:1]).shape[1]), channels=x.shape[1], height=x.shape[2], width=x.shape[3],
+                       model=subject.model)
     device.reset_peak_memory()
     benchmark.pedantic(method.attribute, args=(subject.model, x, target), kwargs=kwargs,
                        rounds=config.timing.rounds, warmup_rounds=config.timing.warmup_rounds, iterations=1)

@@ -253,12 +253,13 @@ def test_first_steps_match_torchray_including_flip_parity(iterations):
     x = torch.randn(1, 3, 112, 112, generator=g, dtype=F64)
     params, masks_ref, _ = torchray_run(model, x, 3, [0.05, 0.2], iterations + 1)
     seen = {}
-    result = extremal_masks(model, x, 3, [0.05, 0.2], ExtremalSettings(iterations=iterations, backend="eager"),
+    torchray = {"backend": "eager", "geometry": "torchray"}
+    result = extremal_masks(model, x, 3, [0.05, 0.2], ExtremalSettings(iterations=iterations, **torchray),
                             chunk_rows=2, callback=lambda t, rows, p: seen.__setitem__(t, p.clone()))
     assert (seen[iterations - 1] - params[iterations]).abs().max() <= 1e-12
     # Without the flip, the first step differs: the parity is really exercised.
     unflipped = {}
-    extremal_masks(model, x, 3, [0.05, 0.2], ExtremalSettings(iterations=1, flip=False, backend="eager"),
+    extremal_masks(model, x, 3, [0.05, 0.2], ExtremalSettings(iterations=1, flip=False, **torchray),
                    chunk_rows=2, callback=lambda t, rows, p: unflipped.__setitem__(t, p.clone()))
     assert (unflipped[0] - params[1]).abs().max() > 1e-9
     assert result.masks.shape == (1, 1, 2, 1, 112, 112)

@@ -32,7 +32,8 @@ def _ours(model, x, target, chunk_rows, **settings) -> tuple[ExtremalMasks, torc
         log.setdefault(t, torch.empty(rows, *params.shape[1:], dtype=params.dtype))[chunk] = params
 
     result = extremal_masks(model, x, target, AREAS,
-                            ExtremalSettings(iterations=ITERATIONS, backend="eager", history_every=1, **settings),
+                            ExtremalSettings(iterations=ITERATIONS, backend="eager", history_every=1,
+                                             geometry="torchray", **settings),
                             chunk_rows=chunk_rows, callback=keep)
     return result, torch.stack([log[t] for t in range(ITERATIONS)])
 

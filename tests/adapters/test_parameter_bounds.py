@@ -33,7 +33,7 @@ ACCEPTED: dict[str, str] = {
     "float": r"{} must be a finite number",
     "bool": r"{} must be True or False",
     "str": r"{} must be one of \[",
-    "str | None": r"{} must be a module name \(str\) or None",
+    "str | None": r"{} must be (a module name \(str\) or None|None \(detect\) or one of)",
 }
 #: Parameters whose annotation is none of the above; each has its own cases below or in
 #: test_extremal_bad_input.py (areas).
