@@ -75,8 +75,11 @@ ENTRIES: dict[str, ZooEntry] = _entries(
     ZooEntry("resnet18_slim-synthetic", "resnet18_slim", n_train=12000, train=TrainConfig(epochs=3)),
     ZooEntry("mobilenet_v2_slim-synthetic", "mobilenet_v2_slim", n_train=12000, train=TrainConfig(epochs=3)),
     ZooEntry("vgg_slim-synthetic", "vgg_slim", n_train=18000, train=TrainConfig(epochs=1)),
-    # A ViT (conv stem, 8x8 patch tokens + class token): the zoo's transformer next to the CNNs.
-    ZooEntry("vit_slim-synthetic", "vit_slim", n_train=12000, train=TrainConfig(epochs=8, lr=1e-3)),
+    # A ViT (conv stem, 8x8 patch tokens + class token): the zoo's transformer next to the CNNs. It
+    # overfits where the CNNs do not (12000 images x 8 epochs, lr 1e-3, weight decay 1e-4: training
+    # accuracy 0.98, held-out 0.89): more fresh images, fewer passes, AdamW's usual ViT weight decay.
+    ZooEntry("vit_slim-synthetic", "vit_slim", n_train=30000,
+             train=TrainConfig(epochs=4, lr=2e-3, weight_decay=0.05)),
     ZooEntry("small_cnn-shortcut", "small_cnn", dataset="shortcut", n_train=2000, train=TrainConfig(epochs=4)),
     # The class is the object's texture and its outline is random: removing the object removes all
     # the evidence, so removal scores can be checked against the mask (tests/metrics/test_ordering_zoo.py).

@@ -6,7 +6,7 @@ choice). On a CPU shared with other jobs, 1 thread avoids the stalls of oversubs
 regions, which hit small tensor ops (lime_captum's) far harder than single-threaded NumPy (lime's).
 ``ADAPTER_MIN_EFFICIENCY`` (0.9) and ``ADAPTER_MIN_LIME_SPEEDUP`` (3.0) are the asserted floors.
 
-Gradient methods: resnet18 (torchvision, random init, eval) at 224x224, batch 8. Each round times
+Gradient methods, the CAM family and RISE: resnet18 (torchvision, random init, eval) at 224x224, batch 8. Each round times
 the method; the round's untimed ``setup`` runs its roofline (``bench.timing.roofline``: the passes
 ``Method.cost`` names, as plain batched passes) with the same timer, so both see the same machine
 load. Efficiency = median roofline time / median method time; the issue asks for >= 0.9.
@@ -49,6 +49,21 @@ GRADIENT_METHODS = {
     "smoothgrad": {"n_samples": 2},
     "integrated_gradients": {"n_steps": 2},
     "gradcam": {},
+    # The Captum and CAM families that run on resnet18 (deeplift, deeplift_shap and lrp refuse its
+    # shared ReLU module), and RISE: their rooflines are the passes their cost() names.
+    "input_x_gradient": {},
+    "smoothgrad_sq": {"n_samples": 2},
+    "vargrad": {"n_samples": 2},
+    "gradient_shap": {"n_samples": 2, "n_baselines": 2},
+    "deconvolution": {},
+    "guided_gradcam": {},
+    "gradcam_pp": {},
+    "xgradcam": {},
+    "hirescam": {},
+    "layercam": {},
+    "eigencam": {},
+    "scorecam": {},
+    "rise": {"n_masks": 32},
 }
 
 
@@ -80,7 +95,7 @@ def _timed(fn, device, times):
 def test_gradient_method_efficiency(benchmark, device, resnet18_batch, name):
     model, x, target = resnet18_batch
     method = adapters.get(name, **GRADIENT_METHODS[name])
-    cost = method.cost(height=SIZE, width=SIZE)
+    cost = method.cost(height=SIZE, width=SIZE, channels=3, model=model)
     roofline_times: list[float] = []
     benchmark.group = f"resnet18-{SIZE}-b{BATCH}"
     maps = benchmark.pedantic(method.attribute, args=(model, x, target), rounds=ROUNDS, warmup_rounds=WARMUP,
