@@ -1,7 +1,13 @@
 """On the zoo's ViT (vit_slim-synthetic, held-out shapes) the localisation scores order the maps:
 oracle > attention rollout, transformer attribution, Grad-CAM on the last block's first norm >
 random. Pairs that do not hold are listed in ``NOT_GUARANTEED`` with the measured numbers and the
-reason, rather than asserted weakly.
+reason, rather than asserted weakly: none today.
+
+Measured on the 48 images (held-out accuracy 0.996): oracle / rollout / transformer attribution /
+Grad-CAM / random: pointing game 1.0 / 0.938 / 0.958 / 0.625 / 0.146, relevance mass 1.0 / 0.195 /
+0.397 / 0.230 / 0.068, relevance rank 1.0 / 0.535 / 0.575 / 0.294 / 0.068 (raw attention 0.917,
+0.334, 0.584; saliency 0.938, 0.403, 0.548). Grad-CAM on the 8x8 token grid of the last block's
+first norm is the coarsest of them, and its peak misses a third of the objects.
 """
 from __future__ import annotations
 
