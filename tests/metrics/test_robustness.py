@@ -263,12 +263,12 @@ def control_scores() -> dict[tuple[str, str], float]:
             for name in NAMES for control, method in CONTROL_METHODS.items()}
 
 
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("better, worse", [("oracle", "random"), ("oracle", "inverted"), ("random", "inverted")])
+# The pairs in NOT_GUARANTEED (with their reasons and measured numbers) are left out, not asserted weakly.
+@pytest.mark.parametrize("name, better, worse", [
+    pytest.param(name, better, worse, id=f"{name}-{better}>{worse}") for name in NAMES
+    for better, worse in [("oracle", "random"), ("oracle", "inverted"), ("random", "inverted")]
+    if (name, (better, worse)) not in NOT_GUARANTEED])
 def test_controls_on_the_one_patch_model(control_scores, name, better, worse):
-    if (name, (better, worse)) in NOT_GUARANTEED:
-        pytest.skip(f"{NOT_GUARANTEED[(name, (better, worse))]} (measured: {better} {control_scores[(name, better)]:.4g}, "
-                    f"{worse} {control_scores[(name, worse)]:.4g})")
     assert control_scores[(name, better)] < 0.5 * control_scores[(name, worse)]
 
 
