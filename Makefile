@@ -7,14 +7,14 @@ STAMP := $(VENV)/.installed
 CONFIG ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench bench-quick bench-suite bench-compare report zoo list lint clean distclean
+.PHONY: gpu-check gpu-wheels setup test bench bench-quick bench-suite bench-compare report zoo list lint clean distclean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[oracles,ray,timm]"
+	$(PY) -m pip install --quiet -e ".[oracles,ray,timm,pretrained,text]"
 	# TorchRay is a test oracle only (CC-BY-NC): no dependencies, never imported by the library.
 	$(PY) -m pip install --quiet --no-deps torchray==1.0.0.2
 	touch $(STAMP)
@@ -49,3 +49,11 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .cache
+
+# On a GPU machine: `make gpu-check` (wheels/ carried along for what the machine lacks; fetch them
+# here first with `make gpu-wheels`).
+gpu-check:
+	$(PYTHON) -m bench.gpu_check --wheels wheels $(GPU_CHECK_ARGS)
+
+gpu-wheels: setup
+	$(PY) -m bench.gpu_check --download-wheels wheels

@@ -129,6 +129,10 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
             echo(failure)
     for failure in pool.exclusive(partial(write_attention_pages, config, run_dir)):
         echo(failure)
+    from .figures.cascade_strip import write_cascade_strips  # Adebayo et al.'s figure, one image per model
+
+    for failure in pool.exclusive(partial(write_cascade_strips, config, run_dir)):
+        echo(failure)
     if config.timing.enabled if timing is None else timing:
         echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
         # An earlier benchmark.json is not this plan's: gone before timing, so that only a file this

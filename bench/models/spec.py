@@ -3,6 +3,7 @@ probe one architecture travels with its builder."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -21,7 +22,10 @@ class ModelSpec:
     :func:`bench.models.blocks.stage_blocks`) lists the groups of modules that the randomisation
     checks re-initialise, from the logits down, covering every parameter exactly once.
     ``torchvision_weights`` names the torchvision weights enum (e.g. ``ResNet18_Weights``) whose
-    members can be loaded from the user's torch cache.
+    members can be loaded from the user's torch cache. ``named_weights`` maps other weights names
+    (``"imagenet"``) to a function returning the file's path, e.g. a file shipped inside an installed
+    package; it raises :class:`~bench.models.weights.WeightsError` naming the package when absent.
+    ``class_names`` names the output classes (index = class; empty when unknown).
     """
 
     name: str
@@ -37,6 +41,8 @@ class ModelSpec:
     gradcam_layout: str | None = None
     blocks: tuple[Block, ...] | None = None
     torchvision_weights: str | None = None
+    named_weights: dict[str, Callable[[], Path]] = field(default_factory=dict, compare=False)
+    class_names: tuple[str, ...] = field(default=(), repr=False)
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -44,11 +50,17 @@ class ModelSpec:
         """A copy with some fields changed (e.g. ``num_classes=4, input_size=(64, 64)`` for the zoo)."""
         return replace(self, **changes)
 
+    def class_name(self, index: int) -> str:
+        """The name of class ``index``, or ``"class <index>"`` when the spec has no names."""
+        index = int(index)
+        return self.class_names[index] if 0 <= index < len(self.class_names) else f"class {index}"
+
     def build(self, weights: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
         """Build the model in eval mode on ``device``.
 
-        ``weights``: None (random init from ``seed``), a path to a local state-dict file, or the name
-        of a torchvision weights member (``"DEFAULT"``, ``"IMAGENET1K_V1"``) loaded from the torch cache.
+        ``weights``: None (random init from ``seed``), a path to a local state-dict file, a name of
+        ``named_weights`` (``"imagenet"``), or the name of a torchvision weights member (``"DEFAULT"``,
+        ``"IMAGENET1K_V1"``) loaded from the torch cache.
         """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

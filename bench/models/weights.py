@@ -1,4 +1,5 @@
-"""Loading weights: a local state-dict file, or a torchvision weights member from the torch cache.
+"""Loading weights: a local state-dict file, a file a spec names (``named_weights``, e.g. shipped in
+an installed package), or a torchvision weights member from the torch cache.
 
 Nothing is downloaded: without the cached file the error says where the file was expected.
 """
@@ -73,8 +74,11 @@ def cached_torchvision_weights(spec: "ModelSpec", member: str) -> Path:
 
 
 def resolve_weights_path(spec: "ModelSpec", weights: str | os.PathLike) -> Path:
-    """The file that ``weights`` (a local state-dict path or a torchvision weights member) names."""
+    """The file that ``weights`` (a local state-dict path, a name of the spec's ``named_weights`` or a
+    torchvision weights member) names."""
     text = str(weights)
+    if text in spec.named_weights:
+        return Path(spec.named_weights[text]())
     looks_like_path = os.sep in text or text.endswith((".pt", ".pth", ".bin", ".ckpt")) or Path(text).exists()
     path = Path(text) if looks_like_path else cached_torchvision_weights(spec, text)
     if not path.is_file():

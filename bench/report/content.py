@@ -85,6 +85,11 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
                                              "the patches per layer and head, the head mean, and the rollout under "
                                              "each image")
                for p in sorted((analysis.run.path / "figures").glob("attention_*.png"))]
+    # Cascade strips (Adebayo et al.'s Figure 2), written by the runner where the cascading check runs.
+    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('cascade_strip_')}: maps of one image as blocks "
+                                             "are randomised from the logits down (rows: methods), with its "
+                                             "similarity to the original map")
+               for p in sorted((analysis.run.path / "figures").glob("cascade_strip_*.png"))]
     if figures.skipped_maps:
         blocks += [Paragraph("Map files that could not be read (left out of the saliency grids):"),
                    Bullets(figures.skipped_maps)]

@@ -52,6 +52,18 @@ def read_maps(path: Path) -> StoredMaps:
         masks=None if masks is None else masks[:, 0].bool().numpy())
 
 
+def class_label(model: str, index: int) -> str:
+    """``"Egyptian cat (285)"`` when the model is a registered spec with class names, else the index."""
+    try:
+        from bench.models import get_spec  # the specs only (no attribution or metric library)
+
+        names = get_spec(model).class_names
+    except (KeyError, ImportError):  # a zoo entry or a model this checkout does not know
+        names = ()
+    index = int(index)
+    return f"{names[index]} ({index})" if 0 <= index < len(names) else str(index)
+
+
 def display_map(saliency: np.ndarray) -> np.ndarray:
     """|map| / its 99th percentile, clipped to [0, 1]; a constant-zero map stays zero."""
     magnitude = np.abs(np.nan_to_num(saliency))
@@ -78,7 +90,10 @@ def plot_grid(stored: list[StoredMaps], title: str, path: Path, methods: list[st
         image_ax.imshow(first.images[r])
         if first.masks is not None and first.masks[r].any():
             image_ax.contour(first.masks[r].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
-        image_ax.set_ylabel(f"label {first.labels[r]}\ntarget {first.targets[r]}", fontsize=7)
+        label = f"label {class_label(first.model, first.labels[r])}\n" if first.labels[r] >= 0 else ""
+        target = class_label(first.model, first.targets[r])
+        joiner = " " if target.isdigit() else "\n"  # a class name gets a line of its own
+        image_ax.set_ylabel(f"{label}target{joiner}{target}", fontsize=7)
         for c, method in enumerate(order, start=1):
             ax = axes[r, c]
             ax.imshow(by_method[method].images[r].mean(axis=-1), cmap="gray", vmin=0, vmax=1)
