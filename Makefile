@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= default
 PYTEST_ARGS ?=
 
-.PHONY: gpu-check gpu-wheels setup test bench bench-quick bench-suite bench-compare report zoo list lint clean distclean
+.PHONY: gpu-check gpu-wheels setup test bench bench-quick bench-suite bench-compare report report-browser browser zoo list lint clean distclean
 
 setup: $(STAMP)
 
@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps torchray==1.0.0.2
 	touch $(STAMP)
 
+# The browser is best effort: without it (no root, no apt) the report's browser test skips, saying why.
 test: setup
+	-@timeout 600 $(MAKE) --no-print-directory browser || echo "make browser failed: the report's browser test will skip"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -36,6 +38,16 @@ bench-compare: setup
 
 report: setup
 	$(PY) -m bench report $(RUN)
+
+# Headless Chromium for the report's browser test (tests/bench/test_report_browser.py): Debian's
+# package, installed only when no chromium is on the PATH (needs root or sudo; the test skips without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+report-browser: setup browser
+	$(PY) -m pytest -q -p no:cacheprovider tests/bench/test_report_browser.py
 
 zoo: setup
 	$(PY) -m bench train

@@ -7,11 +7,14 @@ and an upper bound on every count); implement ``_attribute(model, x, target) -> 
 ``cost(**context) -> Cost``; set ``stochastic`` (then take a ``seed``), ``memory_knobs`` (names of
 the internal batch-size parameters) and, for a slow method, ``quick_params()`` (cheap settings).
 The contract tests in ``tests/adapters/`` walk ``names()`` and run on it without further changes.
+A method that also explains text models sets ``modalities = ("image", "text")`` and returns (N, L)
+maps for token ids (N, L) (:mod:`adapters.modality`, :class:`adapters.token_model.TokenClassifier`).
 """
 from .base import AttributionError, Cost, Method, UnknownMethodError, UnknownParameterError, check_inputs
+from .errors import NotApplicable
 from .registry import get, get_class, names, register
 
-__all__ = ["AttributionError", "Cost", "Method", "UnknownMethodError", "UnknownParameterError", "check_inputs",
+__all__ = ["AttributionError", "NotApplicable", "Cost", "Method", "UnknownMethodError", "UnknownParameterError", "check_inputs",
            "get", "get_class", "names", "register"]
 
 # Every module in adapters/methods/ registers its methods on import: one file per method.

@@ -41,18 +41,39 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from .base import Method
 from .budget import rows_for_budget, spans
-from .errors import AttributionError
+from .hf_attention import capture_hf_attention, hf_attention_modules, hf_heads
+from .errors import AttributionError, NotApplicable
 from .maps import upsample
+from .modality import is_token_model
 from .probe import probe
 from .tokens import TokenGrid, require_grid
 
 #: What the capture reads, as the error for an unsupported model says it.
-SUPPORTED = "torch.nn.MultiheadAttention (torchvision ViT) or timm Attention (timm ViT, DeiT)"
+SUPPORTED = ("torch.nn.MultiheadAttention (torchvision ViT), timm Attention (timm ViT, DeiT) or transformers' "
+             "BertSelfAttention (eager attention; adapters/hf_attention.py)")
 
 _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+_MHA_PARAMETERS = [p for p in _MHA_SIGNATURE.parameters.values() if p.name != "self"]
+_MHA_NAMES = tuple(p.name for p in _MHA_PARAMETERS)
+_MHA_DEFAULTS = {p.name: p.default for p in _MHA_PARAMETERS if p.default is not inspect.Parameter.empty}
+
+
+def _mha_arguments(args: tuple, kwargs: dict) -> dict[str, Any]:
+    """``nn.MultiheadAttention.forward``'s arguments by name, defaults filled in (a plain-dict
+    ``Signature.bind``: this runs on every attention call)."""
+    if len(args) > len(_MHA_NAMES) or not set(kwargs) <= set(_MHA_NAMES) or set(_MHA_NAMES[:len(args)]) & set(kwargs):
+        call = _MHA_SIGNATURE.bind(None, *args, **kwargs)  # raises the TypeError the call would
+        call.apply_defaults()
+        return {name: call.arguments[name] for name in _MHA_NAMES}
+    arguments = {**_MHA_DEFAULTS, **dict(zip(_MHA_NAMES, args)), **kwargs}
+    missing = [name for name in _MHA_NAMES if name not in arguments]
+    if missing:
+        raise TypeError(f"MultiheadAttention.forward() missing arguments: {', '.join(missing)}")
+    return arguments
 
 
 @dataclass(frozen=True)
@@ -61,11 +82,11 @@ class AttentionLayer:
 
     name: str
     module: nn.Module
-    kind: str  # "torch" (nn.MultiheadAttention) or "timm" (timm.layers.Attention)
+    kind: str  # "torch" (nn.MultiheadAttention), "timm" (timm.layers.Attention) or "hf" (BertSelfAttention)
 
     @property
     def n_heads(self) -> int:
-        return int(self.module.num_heads)
+        return hf_heads(self.module) if self.kind == "hf" else int(self.module.num_heads)
 
 
 @dataclass
@@ -101,6 +122,7 @@ def attention_layers(model: nn.Module, what: str = "this method") -> list[Attent
             layers.append(AttentionLayer(name, module, "torch"))
         elif timm_type is not None and type(module) is timm_type:  # a subclass may compute otherwise
             layers.append(AttentionLayer(name, module, "timm"))
+    layers += [AttentionLayer(name, module, "hf") for name, module in hf_attention_modules(model)]
 
     def inside_supported(name: str) -> bool:
         return any(name == layer.name or name.startswith(layer.name + ".") for layer in layers)
@@ -112,12 +134,12 @@ def attention_layers(model: nn.Module, what: str = "this method") -> list[Attent
                    if _looks_like_attention(module) and not inside_supported(name) and not holds_supported(name)]
     if unsupported:
         shown = ", ".join(unsupported[:3]) + (", ..." if len(unsupported) > 3 else "")
-        raise AttributionError(f"{what} needs the attention probabilities of every attention layer, but "
-                               f"{type(model).__name__} has attention modules the capture cannot read: {shown}; "
-                               f"supported: {SUPPORTED}")
+        raise NotApplicable(f"{what} needs the attention probabilities of every attention layer, but "
+                            f"{type(model).__name__} has attention modules the capture cannot read: {shown}; "
+                            f"supported: {SUPPORTED}")
     if not layers:
-        raise AttributionError(f"{what} needs a transformer's attention probabilities, but {type(model).__name__} "
-                               f"has no supported attention module ({SUPPORTED})")
+        raise NotApplicable(f"{what} needs a transformer's attention probabilities, but {type(model).__name__} "
+                            f"has no supported attention module ({SUPPORTED})")
     return layers
 
 
@@ -164,6 +186,26 @@ def _split_heads(tokens: Tensor, heads: int) -> Tensor:
     return tokens.reshape(n, t, heads, e // heads).transpose(1, 2)
 
 
+
+def _runs_native_cpu_path(mha: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor) -> bool:
+    """Whether ``mha(query, key, value)`` (unmasked) will run ``torch._native_multi_head_attention``
+    on the CPU: the checks of ``nn.MultiheadAttention.forward`` (torch 2.14), conservatively (any
+    dispatch mode, any non-CPU tensor: no). That kernel computes softmax(q k^T * scale) explicitly
+    whether or not the weights are asked for, so asking for them leaves the output bit-identical
+    (tests/adapters/test_attention.py checks it); on CUDA it may run fused attention instead."""
+    tensors = (query, key, value, mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias)
+    present = [t for t in tensors if t is not None]
+    return (torch.backends.mha.get_fastpath_enabled() and query.dim() == 3 and query is key and key is value
+            and not query.is_nested and mha.in_proj_weight is not None and mha.in_proj_bias is not None
+            and query.dtype == mha.in_proj_weight.dtype == mha.in_proj_bias.dtype
+            and not mha.training and mha.num_heads % 2 == 0 and mha.batch_first and mha._qkv_same_embed_dim
+            and mha.bias_k is None and mha.bias_v is None and not mha.add_zero_attn
+            and not torch.is_autocast_enabled() and not torch.overrides.has_torch_function(present)
+            and all(t.device.type == "cpu" for t in present)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
+            and not _get_current_dispatch_mode_stack())
+
+
 class _Capture:
     """The hooks of one ``capture_attention`` block."""
 
@@ -176,7 +218,7 @@ class _Capture:
     def install(self) -> None:
         for layer in self.layers:
             if layer.kind == "torch":
-                self.handles.append(layer.module.register_forward_hook(self._torch_hook(layer), with_kwargs=True))
+                self._install_torch(layer)
             else:
                 self._install_timm(layer)
 
@@ -195,23 +237,46 @@ class _Capture:
         self.result.probabilities.append(probabilities)
 
     # torch.nn.MultiheadAttention ---------------------------------------------------------------
-    def _torch_hook(self, layer: AttentionLayer) -> Callable[..., Any]:
+    def _install_torch(self, layer: AttentionLayer) -> None:
+        """Checked before the module runs; without a graph, where the module will run PyTorch's
+        native fast path on the CPU (:func:`_runs_native_cpu_path`), the call asks that kernel for
+        its per-head weights (``need_weights=True, average_attn_weights=False``), which it computes
+        anyway, and the caller gets back exactly the output it asked for. Otherwise q and k are
+        recomputed from the module's inputs and weights after it ran."""
         mha: nn.MultiheadAttention = layer.module  # type: ignore[assignment]
+        state: dict[str, Any] = {}
 
-        def hook(_module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            call = _MHA_SIGNATURE.bind(mha, *args, **kwargs)
-            call.apply_defaults()
-            query, key, value = (call.arguments[k] for k in ("query", "key", "value"))
+        def before(_module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            arguments = _mha_arguments(args, kwargs)
+            query, key, value = arguments["query"], arguments["key"], arguments["value"]
             for option in ("key_padding_mask", "attn_mask"):
-                if call.arguments[option] is not None:
-                    raise AttributionError(f"attention module {layer.name!r} is called with {option}; the "
-                                           "attention capture reads unmasked self-attention only")
-            if call.arguments["is_causal"] or mha.bias_k is not None or mha.add_zero_attn:
-                raise AttributionError(f"attention module {layer.name!r} uses a causal mask, bias_k/bias_v or "
-                                       "add_zero_attn; the attention capture reads plain self-attention only")
+                if arguments[option] is not None:
+                    raise NotApplicable(f"attention module {layer.name!r} is called with {option}; the "
+                                        "attention capture reads unmasked self-attention only")
+            if arguments["is_causal"] or mha.bias_k is not None or mha.add_zero_attn:
+                raise NotApplicable(f"attention module {layer.name!r} uses a causal mask, bias_k/bias_v or "
+                                    "add_zero_attn; the attention capture reads plain self-attention only")
             if query.dim() != 3:
                 raise AttributionError(f"attention module {layer.name!r} got an unbatched {query.dim()}-D query; "
                                        "the attention capture reads batched calls only")
+            state.clear()
+            weights_asked = bool(arguments["need_weights"])
+            if (not self.keep_graph and (not weights_asked or not arguments["average_attn_weights"])
+                    and _runs_native_cpu_path(mha, query, key, value)):
+                state["native"] = weights_asked
+                if weights_asked:
+                    return None  # per-head weights are already asked for
+                arguments.update(need_weights=True, average_attn_weights=False)
+                return (), arguments
+            state["inputs"] = (query, key, value)
+            return None
+
+        def after(_module: nn.Module, _args: tuple, _kwargs: dict, output: Any) -> Any:
+            if "native" in state:
+                weights_asked = state.pop("native")
+                self._record(layer, output[1])
+                return None if weights_asked else (output[0], None)
+            query, key, value = state.pop("inputs")
             q, k, v = self._torch_projections(mha, query, key, value)
             # The same scale as torch.nn.functional.multi_head_attention_forward's explicit path.
             probabilities = _probabilities(q, k, math.sqrt(1.0 / float(mha.head_dim)), self.keep_graph)
@@ -222,7 +287,8 @@ class _Capture:
             attended = _through_attention(attended, probabilities, v, mha.out_proj.weight)
             return (attended if mha.batch_first else attended.transpose(0, 1), *output[1:])
 
-        return hook
+        self.handles += [mha.register_forward_pre_hook(before, with_kwargs=True),
+                         mha.register_forward_hook(after, with_kwargs=True)]
 
     def _torch_projections(self, mha: nn.MultiheadAttention, query: Tensor, key: Tensor,
                            value: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -258,8 +324,8 @@ class _Capture:
         def refuse_masks(_module: nn.Module, args: tuple, kwargs: dict) -> None:
             mask = kwargs.get("attn_mask", args[1] if len(args) > 1 else None)
             if mask is not None:
-                raise AttributionError(f"attention module {layer.name!r} is called with attn_mask; the attention "
-                                       "capture reads unmasked self-attention only")
+                raise NotApplicable(f"attention module {layer.name!r} is called with attn_mask; the attention "
+                                    "capture reads unmasked self-attention only")
             state.clear()
 
         def keep(slot: str) -> Callable[..., None]:
@@ -301,7 +367,14 @@ def capture_attention(model: nn.Module, *, keep_graph: bool = False,
     forward with gradients enabled). Otherwise the tensors are computed without a graph and the
     forward is not touched at all. The hooks are removed on exit, also on error.
     """
-    capture = _Capture(layers if layers is not None else attention_layers(model), keep_graph)
+    layers = layers if layers is not None else attention_layers(model)
+    if any(layer.kind == "hf" for layer in layers):  # Hugging Face BERT: adapters/hf_attention.py
+        captured = CapturedAttention()
+        with capture_hf_attention([(layer.name, layer.module) for layer in layers], keep_graph, captured.names,
+                                  captured.probabilities):
+            yield captured
+        return
+    capture = _Capture(layers, keep_graph)
     try:
         capture.install()
         yield capture.result
@@ -309,14 +382,15 @@ def capture_attention(model: nn.Module, *, keep_graph: bool = False,
         capture.remove()
 
 
-def forward_with_attention(model: nn.Module, x: Tensor, *, keep_graph: bool = False,
-                           what: str = "this method") -> tuple[Tensor, CapturedAttention]:
+def forward_with_attention(model: nn.Module, x: Tensor, *, keep_graph: bool = False, what: str = "this method",
+                           layers: list[AttentionLayer] | None = None) -> tuple[Tensor, CapturedAttention]:
     """``model(x)`` and its attention (:func:`capture_attention`), checked: every supported
     attention module ran and every probability tensor is square over the same tokens. The forward
     runs without gradients, or with ``keep_graph`` with gradients on a detached copy of ``x`` that
-    requires grad (the logits are then bit-identical to ``model(x.requires_grad_())``)."""
-    layers = attention_layers(model, what)
-    if keep_graph:
+    requires grad (the logits are then bit-identical to ``model(x.requires_grad_())``). ``layers``:
+    :func:`attention_layers` of ``model``, when the caller has them already."""
+    layers = attention_layers(model, what) if layers is None else layers
+    if keep_graph and x.is_floating_point():  # token ids cannot require grad; the BERT capture needs none
         # Every layer then runs its gradient path, whether the weights are frozen or not.
         x = x.detach().requires_grad_()
     with torch.enable_grad() if keep_graph else torch.no_grad():
@@ -334,7 +408,8 @@ def forward_with_attention(model: nn.Module, x: Tensor, *, keep_graph: bool = Fa
     return logits, captured
 
 
-def attention_bytes_per_image(model: nn.Module, x: Tensor, *, keep_graph: bool) -> int:
+def attention_bytes_per_image(model: nn.Module, x: Tensor, *, keep_graph: bool,
+                              layers: list[AttentionLayer] | None = None) -> int:
     """Bytes one image's attention probabilities take during :func:`forward_with_attention`:
     every layer's (heads, T, T) is kept until the forward ends, with a gradient of the same size
     (and autograd's saved copies) when ``keep_graph``. T is the longest token axis the probe saw."""
@@ -342,7 +417,8 @@ def attention_bytes_per_image(model: nn.Module, x: Tensor, *, keep_graph: bool) 
     tokens = max((max(call.output_shape[:2]) for call in model_probe.order
                   if call.output_shape is not None and len(call.output_shape) == 3), default=0)
     calls = {call.name: call.calls for call in model_probe.order}
-    heads = sum(layer.n_heads * calls.get(layer.name, 1) for layer in attention_layers(model))
+    layers = attention_layers(model) if layers is None else layers
+    heads = sum(layer.n_heads * calls.get(layer.name, 1) for layer in layers)
     return heads * tokens * tokens * x.element_size() * (4 if keep_graph else 2)
 
 
@@ -368,20 +444,27 @@ def class_token_maps(method: Method, model: nn.Module, x: Tensor, target: Tensor
     ``method.params["upsample"]``. Records layers, heads, grid and batch size in ``method.diagnostics``.
     """
     what = f"method {method.name!r}"
-    attention_layers(model, what)  # a model without attention is refused before any pass
+    layers = attention_layers(model, what)  # a model without attention is refused before any pass
     height, width = x.shape[-2:]
     size = method.params["batch_size"] or rows_for_budget(
         model, x, method.params["memory_mb"], backward=gradients,
-        extra_bytes_per_row=attention_bytes_per_image(model, x, keep_graph=gradients))
+        extra_bytes_per_row=attention_bytes_per_image(model, x, keep_graph=gradients, layers=layers))
     maps, grid = [], None
     for s in spans(len(x), size):
-        logits, captured = forward_with_attention(model, x[s], keep_graph=gradients, what=what)
+        logits, captured = forward_with_attention(model, x[s], keep_graph=gradients, what=what, layers=layers)
         tokens = row(captured.probabilities, logits, target[s]).detach().float()
+        if is_token_model(model):  # text: the class token's row over the tokens is the (n, L) map itself
+            method.diagnostics.update(layers=captured.names, n_heads=[p.shape[1] for p in captured.probabilities],
+                                      batch_size=size)
+            maps.append(tokens)
+            continue
         if grid is None:
             grid = class_token_grid(tokens.shape[-1], height, width, what)
             method.diagnostics.update(layers=captured.names, n_heads=[p.shape[1] for p in captured.probabilities],
                                       grid={"prefix": grid.prefix, "h": grid.h, "w": grid.w}, batch_size=size)
         maps.append(tokens[:, grid.prefix:].reshape(len(tokens), 1, grid.h, grid.w))
+    if is_token_model(model):
+        return torch.cat(maps)
     return upsample(torch.cat(maps), (height, width), method.params["upsample"])
 
 

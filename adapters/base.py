@@ -7,6 +7,7 @@ model is left exactly as it was found, and checks the map it returns. Subclasses
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -14,10 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from .budget import DEFAULT_MEMORY_MB, rows_for_budget
-from .errors import AttributionError
+from .errors import AttributionError, NotApplicable
 from .logits import LogitsWatch, logits_error, non_finite_images
+from .modality import WHAT, modality_of
 from .probe import probe
 from .targets import class_indices
+from .token_inputs import apply_attention_mask, check_modality, check_token_ids
 
 T = TypeVar("T")
 
@@ -58,28 +61,29 @@ class ModelState:
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelState":
+        # One pass over modules and one over parameters: this runs twice per attribute() call, and
+        # on a small model (the zoo's ViT: 11 ms a forward of 8 images) every walk shows.
         modules = list(model.modules())
         hooks = tuple(
             len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-            + len(getattr(m, "_backward_pre_hooks", {}))
+            + len(m._backward_pre_hooks)
             for m in modules
         )
+        params = list(model.parameters())
         # A weight gradient that appears or changes means the method ran a full backward into the
         # parameters (wasted work, and it would leak into a user's training loop).
-        grads = tuple(None if p.grad is None else (p.grad.data_ptr(), p.grad._version)
-                      for p in model.parameters())
+        grads = tuple(None if p.grad is None else (p.grad.data_ptr(), p.grad._version) for p in params)
         return cls(
             training=tuple(m.training for m in modules),
-            requires_grad=tuple(p.requires_grad for p in model.parameters()),
+            requires_grad=tuple(p.requires_grad for p in params),
             hooks=hooks,
             grads=grads,
         )
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) -> Tensor:
@@ -89,31 +93,27 @@ def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) 
     index per image as a list, numpy array or tensor; whole floats count as their class, anything
     else (fractional, NaN, bool, str, None) is refused (:func:`adapters.targets.class_indices`).
     A model whose logits on ``x[:1]`` (the probe's image) are not finite is refused here, before
-    any method runs.
+    any method runs. A text model (:mod:`adapters.modality`) takes token ids (N, L) instead,
+    checked by :func:`adapters.token_inputs.check_token_ids`; the other modality's input is one
+    clear error either way.
     """
     if not isinstance(model, nn.Module):
         raise AttributionError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if model.training:
         raise AttributionError("model is in training mode; call model.eval() first (dropout and batch-norm "
                                "statistics would make attributions random)")
-    training = [name for name, module in model.named_modules() if module.training]
-    if training:
+    if any(module.training for module in model.modules()):  # names only when there is one to report
+        training = [name for name, module in model.named_modules() if module.training]
         raise AttributionError(f"model is in eval mode but submodule {training[0]!r} is in training mode; "
                                "call model.eval() on the whole model")
-    if not isinstance(x, Tensor):
-        raise AttributionError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise AttributionError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise AttributionError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.shape[0] == 0:
-        raise AttributionError("x is an empty batch (N = 0)")
-    if not torch.isfinite(x).all():
-        raise AttributionError("x contains NaN or infinite values")
+    if check_modality(model, x) == "text":
+        check_token_ids(model, x)
+    else:
+        _check_images(x)
     device = model_device(model)
     if x.device != device:
         raise AttributionError(f"x is on {x.device} but the model is on {device}; move one of them")
-    expected_channels = _input_channels(model)
+    expected_channels = _input_channels(model) if x.is_floating_point() else None
     if expected_channels is not None and x.shape[1] != expected_channels:
         raise AttributionError(f"x has {x.shape[1]} channels but the model takes {expected_channels}")
     target = class_indices(target, x.device)
@@ -132,6 +132,19 @@ def check_inputs(model: nn.Module, x: Tensor, target: Tensor | int | list[int]) 
     if (target >= model_probe.n_classes).any():
         raise AttributionError(f"target out of range: model has {model_probe.n_classes} classes, got {target.tolist()}")
     return target
+
+
+def _check_images(x: Tensor) -> None:
+    if x.dim() != 4:
+        raise AttributionError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise AttributionError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise AttributionError("x is an empty batch (N = 0)")
+    # A NaN or inf element makes the sum non-finite: one reduction without a mask tensor for the
+    # common case; a sum that merely overflows gets the exact check.
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+        raise AttributionError("x contains NaN or infinite values")
 
 
 def non_finite_logits(model: nn.Module, x: Tensor, memory_mb: float = DEFAULT_MEMORY_MB) -> AttributionError | None:
@@ -165,6 +178,9 @@ class Method:
     #: True for methods that read a transformer's attention probabilities (adapters.attention); on a
     #: model without supported attention modules they raise an AttributionError naming what is missing.
     needs_attention: ClassVar[bool] = False
+    #: The input kinds the method explains (:mod:`adapters.modality`); a model of another modality
+    #: is refused before any work. Names stay the same across modalities.
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
     #: Names of the parameters that only trade memory for speed (internal batch sizes). Changing
     #: them must not change the maps beyond float rounding; ``None`` means "derive from the budget".
     memory_knobs: ClassVar[tuple[str, ...]] = ()
@@ -189,12 +205,24 @@ class Method:
         return f"{type(self).__name__}({args})"
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor | int, **kwargs: Any) -> Tensor:
-        """Attribution maps (N, 1, H, W), float32, on ``x``'s device, finite.
+        """Attribution maps (N, 1, H, W), float32, on ``x``'s device, finite; for a text model, x is
+        token ids (N, L) and the maps are (N, L), 0 at [CLS], [SEP] and [PAD].
 
         ``kwargs`` carries optional side information: ``mask`` (N, 1, H, W) or (N, H, W) for
-        methods with ``needs_mask`` (the oracle control); it is accepted and ignored by the others
-        so that a harness can pass the same arguments to every method.
+        methods with ``needs_mask`` (the oracle control; (N, L) evidence positions on text); it is
+        accepted and ignored by the others so that a harness can pass the same arguments to every
+        method. On text, ``attention_mask`` (N, L) of 0/1 is folded into the ids (masked positions
+        become [PAD], :func:`adapters.token_inputs.apply_attention_mask`).
         """
+        modality = modality_of(model)
+        if modality not in self.modalities:
+            raise NotApplicable(f"method {self.name!r} explains {' and '.join(WHAT[m] for m in self.modalities)}; "
+                                f"this model takes {WHAT[modality]}")
+        if "attention_mask" in kwargs:
+            if modality != "text":
+                raise AttributionError("attention_mask is for text models; this model takes images")
+            check_modality(model, x)
+            x = apply_attention_mask(model, x, kwargs.pop("attention_mask"))
         target = check_inputs(model, x, target)
         if not self.needs_mask:
             kwargs.pop("mask", None)
@@ -245,9 +273,11 @@ class Method:
             raise AttributionError(f"method {self.name!r} got unexpected argument(s) {unknown} in attribute()")
 
     def _check_output(self, maps: Tensor, x: Tensor, model: nn.Module, saw_non_finite: bool) -> Tensor:
-        n, _, h, w = x.shape
-        if maps.shape != (n, 1, h, w):
-            raise AttributionError(f"method {self.name!r} returned shape {tuple(maps.shape)}, expected {(n, 1, h, w)}")
+        expected = tuple(x.shape) if modality_of(model) == "text" else (x.shape[0], 1, *x.shape[2:])
+        if tuple(maps.shape) != expected:
+            raise AttributionError(f"method {self.name!r} returned shape {tuple(maps.shape)}, expected {expected}")
+        if modality_of(model) == "text":  # the contract: nothing on [CLS], [SEP] and padding
+            maps = maps.masked_fill(~model.editable(x).to(maps.device), 0.0)
         finite = bool(torch.isfinite(maps).all())
         if saw_non_finite or not finite:
             self._refuse_non_finite_logits(model, x)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .base import AttributionError
+from .errors import NotApplicable
 from .probe import ModuleCall, probe
 from .tokens import layer_layout
 
@@ -64,8 +65,8 @@ def last_spatial_layer(model: nn.Module, x: Tensor) -> str:
                 and not issubclass(call.module_type, _HEAD_POOLING)):
             chosen = call.name
     if chosen is None:
-        raise AttributionError("found no layer with a 4-D output of spatial size > 1 in the model; "
-                               "pass layer='<module name>'")
+        raise NotApplicable("found no layer with a 4-D output of spatial size > 1 in the model; "
+                            "pass layer='<module name>'")
     return chosen
 
 

@@ -1,10 +1,9 @@
 """Whether Captum's modified backward passes apply to a model, checked before they run.
 
-DeepLift (rescale rule) and Deconvolution / Guided Backprop (rectified gradients) change the
-gradient only at certain modules and pass the plain gradient everywhere else, without a warning:
+DeepLift's rescale rule changes the gradient only at certain modules and pass the plain gradient everywhere else, without a warning:
 through ``F.relu`` called in a ``forward``, GELU, SiLU, ReLU6, layer norm, attention. A map
 computed that way is a different method under the same name, so these checks refuse such a model
-with an AttributionError naming the function and the module that ran it (found by
+with :class:`adapters.errors.NotApplicable` naming the function and the module that ran it (found by
 :func:`adapters.forward_ops.forward_ops`, one cached forward per model and input shape). The grid
 records the refusal as "not applicable".
 """
@@ -13,7 +12,7 @@ from __future__ import annotations
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import Tensor, nn
 
-from .errors import AttributionError
+from .errors import NotApplicable
 from .forward_ops import OpCall, forward_ops, where
 from .probe import probe
 
@@ -31,13 +30,6 @@ NONLINEAR_OPS = frozenset({
     "multi_head_attention_forward", "scaled_dot_product_attention", "exp", "log", "sqrt", "rsqrt", "pow",
     "__pow__", "abs", "clamp", "clamp_", "clip", "maximum", "minimum", "amax", "amin", "max", "min", "sign", "erf",
 })
-#: The rectifying activations whose gradients Deconvolution and Guided Backprop are meant to modify.
-RECTIFIER_OPS = frozenset({
-    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
-    "gelu", "silu", "mish", "hardswish", "prelu", "rrelu", "threshold", "softplus",
-})
-
-
 def check_rescale_rule(model: nn.Module, x: Tensor, method: str) -> int:
     """Refuse a model on which Captum's DeepLift rescale rule would not be what runs; return how
     many modules it rescales.
@@ -53,48 +45,27 @@ def check_rescale_rule(model: nn.Module, x: Tensor, method: str) -> int:
     supported = tuple(SUPPORTED_NON_LINEAR)
     for call in forward_ops(model, x):
         if call.op in NONLINEAR_OPS and not (call.leaf and call.module_type in supported):
-            raise AttributionError(f"{method}: the model applies {call.op!r} in {where(call)}, outside the modules "
-                                   f"whose gradients Captum's DeepLift rescales ({_names(supported)}); it would pass "
-                                   f"the plain gradient there{_hint(call)}")
+            raise NotApplicable(f"{method}: the model applies {call.op!r} in {where(call)}, outside the modules "
+                                f"whose gradients Captum's DeepLift rescales ({_names(supported)}); it would pass "
+                                f"the plain gradient there{_hint(call)}")
     rescaled = 0
     for ran in probe(model, x).order:
         if ran.module_type not in supported:
             continue
         module, named = model.get_submodule(ran.name), f"module {ran.name!r} ({ran.module_type.__name__})"
         if ran.calls > 1:
-            raise AttributionError(f"{method}: {named} runs {ran.calls} times per forward; Captum's DeepLift keeps one "
-                                   "input/output per module (it raises 'used more than once'): give each use its own "
-                                   "module")
+            raise NotApplicable(f"{method}: {named} runs {ran.calls} times per forward; Captum's DeepLift keeps one "
+                                "input/output per module (it raises 'used more than once'): give each use its own "
+                                "module")
         if module._backward_hooks:
-            raise AttributionError(f"{method}: {named} has a backward hook, so Captum's DeepLift would skip it; remove "
-                                   "the hook first")
+            raise NotApplicable(f"{method}: {named} has a backward hook, so Captum's DeepLift would skip it; remove "
+                                "the hook first")
         if ran.module_type is nn.Softmax:
-            raise AttributionError(f"{method}: {named}: Captum's DeepLift softmax rule subtracts the mean over the "
-                                   "whole batch tensor, so a map would depend on the other images; explain the logits "
-                                   "(drop the final softmax)")
+            raise NotApplicable(f"{method}: {named}: Captum's DeepLift softmax rule subtracts the mean over the "
+                                "whole batch tensor, so a map would depend on the other images; explain the logits "
+                                "(drop the final softmax)")
         rescaled += 1
     return rescaled
-
-
-def check_rectified_relus(model: nn.Module, x: Tensor, method: str) -> int:
-    """Refuse a model on which Captum's Deconvolution / Guided Backprop would not rectify the
-    gradients of its activations; return the number of ``nn.ReLU`` modules that ran.
-
-    Captum hooks modules with ``isinstance(m, nn.ReLU)`` only. Refused: a rectifier (``F.relu``,
-    ``x.relu_()``, GELU, SiLU, ReLU6, ...) on the way to the logits outside an ``nn.ReLU`` module, and
-    a model with no ``nn.ReLU`` at all. Max pooling and other nonlinearities pass the plain gradient
-    by design (Springenberg et al.). A shared ``nn.ReLU`` (ResNet's) is fine: each use is hooked.
-    """
-    for call in forward_ops(model, x):
-        if call.op in RECTIFIER_OPS and not (call.leaf and issubclass(call.module_type, nn.ReLU)):
-            raise AttributionError(f"{method}: the model applies {call.op!r} in {where(call)}, outside an nn.ReLU "
-                                   f"module; Captum rectifies gradients only at nn.ReLU modules and would pass the "
-                                   f"plain gradient there{_hint(call)}")
-    relus = sum(1 for ran in probe(model, x).order if issubclass(ran.module_type, nn.ReLU))
-    if not relus:
-        raise AttributionError(f"{method}: the model has no nn.ReLU module, so Captum's rectified backward would be a "
-                               "plain gradient")
-    return relus
 
 
 def _names(types: tuple[type, ...]) -> str:

@@ -13,8 +13,8 @@ Guided Backprop passes ``relu(grad_input)`` (the module's own backward -- for Re
 mask ignored, the clip too). On a network whose rectifiers are all ``nn.ReLU`` the hooks are exactly
 the ones Captum registers: the numbers are identical to Captum's.
 
-Refused by :func:`check_guided_rectifiers` (an AttributionError naming the call, which the grid
-records as "not applicable"), rather than silently passing the plain gradient:
+Refused by :func:`check_guided_rectifiers` (:class:`adapters.errors.NotApplicable` naming the call: the
+grid records the cell as not applicable), rather than silently passing the plain gradient:
 
 * activations that are not rectifiers in this sense -- LeakyReLU, PReLU, RReLU, ELU, SELU, CELU,
   GELU, SiLU, Mish, Hardswish, Softplus, ``threshold``: they have no zero region (or a negative
@@ -34,7 +34,7 @@ from captum._utils.common import _register_backward_hook
 from captum.attr import Deconvolution, GuidedBackprop
 from torch import Tensor, nn
 
-from .errors import AttributionError
+from .errors import NotApplicable
 from .forward_ops import forward_ops, where
 from .probe import probe
 
@@ -87,10 +87,10 @@ def check_guided_rectifiers(model: nn.Module, x: Tensor, method: str) -> int:
             why = "an activation that is not a rectifier (no zero region); guided backprop is defined for ReLUs"
         else:
             why = "a function called in forward(), which no module hook can reach; use a module (e.g. nn.ReLU())"
-        raise AttributionError(f"{method}: the model applies {call.op!r} in {where(call)}: {why}. {method} guides "
-                               f"{GUIDED_DESCRIPTION} only and would pass the plain gradient there")
+        raise NotApplicable(f"{method}: the model applies {call.op!r} in {where(call)}: {why}. {method} rectifies "
+                            f"gradients at {GUIDED_DESCRIPTION} only and would pass the plain gradient there")
     guided = sum(ran.calls for ran in probe(model, x).order if is_guided_rectifier(modules.get(ran.name, model)))
     if not guided:
-        raise AttributionError(f"{method}: the model has no rectifier module ({GUIDED_DESCRIPTION}), so the "
-                               "rectified backward pass would be the plain gradient")
+        raise NotApplicable(f"{method}: the model has no rectifier module ({GUIDED_DESCRIPTION}), so the "
+                            "rectified backward pass would be the plain gradient")
     return guided

@@ -95,13 +95,13 @@ def _problem(document: Any, settings_hash: str, images: list[int], bounds: tuple
     if document.get("settings_hash") != settings_hash or digest(document.get("settings")) != settings_hash:
         return "written with other settings (stale)"
     content = document.get("content")
-    if not isinstance(content, dict) or content.get("status") not in ("ok", "error"):
+    if not isinstance(content, dict) or content.get("status") not in ("ok", "error", "not_applicable"):
         return "no status"
     rows = content.get("rows")
     if not isinstance(rows, list) or document.get("n_rows") != len(rows):
         return "row count does not match n_rows"
-    if content["status"] == "error":
-        return None if not rows else "an error cell with score rows"
+    if content["status"] != "ok":
+        return None if not rows else f"a {content['status']} cell with score rows"
     if [row.get("image") if isinstance(row, dict) else None for row in rows] != images:
         return f"rows are not the planned images ({len(rows)} rows for {len(images)} images)"
     if not all(_score_ok(row.get("score")) for row in rows):

@@ -2,7 +2,9 @@
 
 Every cell file is self-describing and verified (:mod:`bench.cellfile`): a cell counts as done only
 when its file is the planned one, intact. A failing cell (bad input, a method that cannot run here,
-out of memory after retrying with smaller batches) becomes an error row; the run goes on.
+out of memory after retrying with smaller batches) becomes an error row; the run goes on. A method
+that refuses the architecture itself (:class:`adapters.NotApplicable`: no attention to read, an
+activation its rule does not cover) becomes a "not_applicable" row instead: recorded, not a failure.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor
 
 import metrics
+from adapters import NotApplicable
 
 from . import cellfile
 from .config import RunConfig
@@ -37,6 +40,7 @@ class GroupOutcome:
     skipped: int
     errors: int
     seconds: float
+    not_applicable: int = 0
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -50,8 +54,13 @@ def _write_cell(run_dir: Path, cell: PlannedCell, content: dict[str, Any]) -> No
 
 def _error_content(group: PlannedGroup, metric: str, error: BaseException, seed: int) -> dict:
     return {"model": group.model, "dataset": group.dataset, "method": group.method, "metric": metric, "seed": seed,
-            "status": "error", "error": f"{type(error).__name__}: {error}",
+            "status": status_of(error), "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error))[-4000:], "rows": [], "curves": []}
+
+
+def status_of(error: BaseException) -> str:
+    """The status a failed cell is recorded with: "not_applicable" for a refusal of the architecture."""
+    return "not_applicable" if isinstance(error, NotApplicable) else "error"
 
 
 def _attribute(method, subject: Subject, batch_size: int) -> Tensor:
@@ -175,7 +184,8 @@ def record_error(config: RunConfig, group: PlannedGroup, run_dir: Path, error: B
     todo = unfinished(group, run_dir)
     for cell in todo:
         _write_cell(run_dir, cell, _error_content(group, cell.metric, error, config.seed))
-    return GroupOutcome(group, 0, len(group.cells) - len(todo), len(todo), seconds)
+    refused = len(todo) if status_of(error) == "not_applicable" else 0
+    return GroupOutcome(group, 0, len(group.cells) - len(todo), len(todo) - refused, seconds, refused)
 
 
 def run_group(config: RunConfig, group: PlannedGroup, run_dir: Path, device: torch.device) -> GroupOutcome:
@@ -183,7 +193,7 @@ def run_group(config: RunConfig, group: PlannedGroup, run_dir: Path, device: tor
     todo = unfinished(group, run_dir)
     if not todo and maps_ok(group, run_dir):
         return GroupOutcome(group, 0, len(group.cells), 0, 0.0)
-    computed = errors = 0
+    computed = errors = refused = 0
     try:
         subject = load_subject(config, group.model, group.dataset, device)
         method = build_method(config, group.method, subject)
@@ -200,9 +210,9 @@ def run_group(config: RunConfig, group: PlannedGroup, run_dir: Path, device: tor
             computed += 1
         except Exception as error:
             content = _error_content(group, cell.metric, error, config.seed)
-            errors += 1
+            refused, errors = (refused + 1, errors) if content["status"] == "not_applicable" else (refused, errors + 1)
         _write_cell(run_dir, cell, content)
-    return GroupOutcome(group, computed, len(group.cells) - len(todo), errors, time.perf_counter() - started)
+    return GroupOutcome(group, computed, len(group.cells) - len(todo), errors, time.perf_counter() - started, refused)
 
 
 def _save_maps(run_dir: Path, group: PlannedGroup, subject: Subject, maps: Tensor, keep: int) -> None:

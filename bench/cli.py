@@ -33,7 +33,8 @@ def _list(args: argparse.Namespace) -> int:
     print("models:")
     for name in list_models():
         spec = get_spec(name)
-        print(f"  {name:<20} {spec.family:<12} {spec.num_classes:>5} classes  {spec.input_size[0]}x{spec.input_size[1]}"
+        size = "x".join(map(str, spec.input_size)) + (" tokens" if spec.modality == "text" else "")
+        print(f"  {name:<20} {spec.family:<12} {spec.num_classes:>5} classes  {size}"
               f"  grad-cam: {spec.gradcam_layer}")
     print("datasets:\n  " + ", ".join(list_datasets()))
     print("methods:\n  " + ", ".join(adapters.names()))
@@ -56,7 +57,8 @@ def _print_zoo(rows: list[dict], fmt: str) -> None:
         return
     print(f"{'entry':<30} {'role':<16} {'held-out acc':>12} {'train acc':>10} {'train s':>8}  notes")
     for row in rows:
-        notes = ", ".join(f"{k.replace('accuracy_', '')}: {v:.3f}" for k, v in row.items() if k.startswith("accuracy_watermark"))
+        notes = ", ".join(f"{k.replace('accuracy_', '')}: {v:.3f}" for k, v in row.items()
+                          if k.startswith(("accuracy_watermark", "accuracy_marker")))
         print(f"{row['name']:<30} {row['role']:<16} {row['accuracy']:>12.3f} {row['train_accuracy'] or 0:>10.3f} "
               f"{row['train_seconds'] or 0:>8.1f}  {notes}")
 
@@ -80,7 +82,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", type=_names, help="comma-separated dataset names (or auto)")
     parser.add_argument("--methods", type=_names, help="comma-separated method names")
     parser.add_argument("--metrics", type=_names, help="comma-separated metric names")
-    parser.add_argument("--n-images", dest="n_images", type=int)
+    parser.add_argument("--n-images", dest="n_images", type=int, help="inputs per model: images, or sentences for a "
+                                                                      "text model")
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int)
@@ -138,17 +141,40 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("compare", "compare the timings of two or more runs (pytest-benchmark compare)",
-         lambda p: p.add_argument("run_dirs", nargs="+", help="run directories holding benchmark.json"))
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", help="run directories (results/<run>); scores need exactly two")
+    parser.add_argument("--flagged", action="store_true", help="list only the score cells that moved")
+    parser.add_argument("--csv", help="also write the score comparison as CSV to this path")
+
+
+@command("compare", "compare two runs: scores per cell (B - A with its bootstrap interval, flagged when that "
+                    "excludes 0) and timings (pytest-benchmark compare)", _compare_arguments)
 def _compare(args: argparse.Namespace) -> int:
     import subprocess
 
-    files = [Path(d) / "benchmark.json" for d in args.run_dirs]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no benchmark.json in: {', '.join(missing)}")
-    return subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", "--group-by=group",
-                           "--columns=median,iqr,rounds", *map(str, files)]).returncode
+    runs = [Path(d) for d in args.run_dirs]
+    not_runs = [str(r) for r in runs if not (r / "scores.csv").is_file() and not (r / "benchmark.json").is_file()]
+    if not_runs:
+        raise FileNotFoundError(f"not a run directory (no scores.csv, no benchmark.json): {', '.join(not_runs)}")
+    code = 0
+    if len(runs) == 2 and all((r / "scores.csv").is_file() for r in runs):
+        from .report.compare import compare_scores, compare_text
+
+        frame = compare_scores(*runs)
+        print(f"scores: A = {runs[0]}, B = {runs[1]}")
+        print(compare_text(frame, only_flagged=args.flagged))
+        if args.csv:
+            frame.to_csv(args.csv, index=False)
+    elif len(runs) != 2:
+        print("scores: compared for exactly two runs; timings only", file=sys.stderr)
+    files = [r / "benchmark.json" for r in runs]
+    if all(f.is_file() for f in files):
+        print("timings:", flush=True)
+        code = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", "--group-by=group",
+                               "--columns=median,iqr,rounds", *map(str, files)]).returncode
+    else:
+        print(f"timings: not compared (no benchmark.json in {', '.join(str(r) for r, f in zip(runs, files) if not f.is_file())})")
+    return code
 
 
 def _filters_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,7 +203,8 @@ def _filters(args: argparse.Namespace) -> int:
 def _attention_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a transformer: zoo entry (e.g. vit_slim-synthetic) or registered model "
                                       "(vit_b_16, timm/deit_tiny_patch16_224; random init unless --weights)")
-    parser.add_argument("--images", type=int, default=2, help="how many held-out images (default 2)")
+    parser.add_argument("--images", type=int, default=2, help="how many held-out images or sentences (default 2)")
+    parser.add_argument("--text", help="text models: the sentence to show (default: held-out sentences)")
     parser.add_argument("--weights", help="registered model only: state-dict path or torchvision weights name")
     parser.add_argument("--seed", type=int, default=0, help="a registered model's init and its images")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -197,6 +224,10 @@ def _attention(args: argparse.Namespace) -> int:
         raise ValueError("--images must be at least 1")
     device = resolve_device(args.device).torch_device
     model, spec, x = load_model(args.model, args.weights, args.images, args.seed)
+    if args.text is not None:
+        if spec.modality != "text":
+            raise ValueError(f"--text is for text models; {args.model} takes images")
+        x = model.encode_text([args.text])
     model, x = model.to(device), x.to(device)
     out = Path(args.out) if args.out else Path("results") / "attention" / f"{args.model.replace('/', '_')}.png"
     try:
@@ -205,6 +236,45 @@ def _attention(args: argparse.Namespace) -> int:
         raise ValueError(str(error)) from None
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(out)
+    return 0
+
+
+def _embeddings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a text model: zoo entry (e.g. bert_tiny-text) or bert:<local folder>")
+    parser.add_argument("--word", required=True, help="the word whose contextual embeddings are compared")
+    parser.add_argument("--words", help="comma-separated words for the PCA projection "
+                                        "(default: a built-in set and --word)")
+    parser.add_argument("--sentences", type=int, default=400, help="held-out sentences read (default 400)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="PNG path of the distance figure (default results/embeddings/"
+                                      "embedding_distances_MODEL_WORD.png); the projection and the CSV table "
+                                      "go next to it")
+
+
+@command("embeddings", "contextual embeddings of a word per layer: distances (table + figure) and a PCA projection",
+         _embeddings_arguments)
+def _embeddings(args: argparse.Namespace) -> int:
+    from .figures.embedding_pages import PROJECTION_WORDS
+    from .figures.embeddings import embedding_distance_figure, embedding_projection_figure
+    from .text_data import text_model_and_sentences
+
+    if args.sentences < 2:
+        raise ValueError("--sentences must be at least 2")
+    model, spec, ids, labels = text_model_and_sentences(args.model, args.sentences, args.seed)
+    stem = args.model.replace("/", "_").replace(":", "_")
+    out = Path(args.out) if args.out else Path("results") / "embeddings" / f"embedding_distances_{stem}_{args.word}.png"
+    rows = embedding_distance_figure(model, ids, args.word, out, seed=args.seed)
+    words = _names(args.words) if args.words else list(dict.fromkeys([args.word, *PROJECTION_WORDS]))
+    projection = out.with_name(f"embedding_projection_{stem}.png")
+    embedding_projection_figure(model, ids, labels, words, projection, class_names=spec.class_names, seed=args.seed)
+    print(f"{'layer':<12} {'same eucl':>10} {'other eucl':>10} {'same cos':>9} {'other cos':>9}")
+    for row in rows:
+        name = "embeddings" if row["layer"] == 0 else f"layer {row['layer'] - 1}"
+        print(f"{name:<12} {row['same_euclidean']:>10.3f} {row['different_euclidean']:>10.3f} "
+              f"{row['same_cosine']:>9.3f} {row['different_cosine']:>9.3f}")
+    print(out)
+    print(out.with_suffix(".csv"))
+    print(projection)
     return 0
 
 

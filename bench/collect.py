@@ -13,20 +13,22 @@ import pandas as pd
 
 from .cells import verdict as verdict_of
 from .manifest import Manifest, read_manifest
+from .timing import MIN_SETTLE_ROUNDS, RoundPolicy
 
 TIMING_STAMP = "timing.json"  # written by the runner once benchmark.json belongs to the run's plan
 COMPLETENESS_FILE = "completeness.json"
 SCORE_COLUMNS = ["model", "dataset", "method", "metric", "image", "seed", "score", "category", "direction", "params",
                  "method_params", "status", "error"]
 TIMING_COLUMNS = ["model", "method", "batch_size", "device", "median_s", "iqr_s", "images_per_s", "forward_passes",
-                  "backward_passes", "roofline_s", "efficiency", "peak_memory_bytes"]
+                  "backward_passes", "roofline_s", "efficiency", "peak_memory_bytes", "rounds", "iqr_fraction",
+                  "roofline_iqr_fraction", "noisy"]
 
 
 def collect_scores(run_dir: Path, manifest: Manifest) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Score and curve rows of every planned cell whose file verifies, and the completeness record."""
     scores, curves = [], []
     missing, damaged, versions = [], [], []
-    failed = done = 0
+    failed = done = not_applicable = 0
     for group, cell in manifest.cells:
         verdict = verdict_of(run_dir, group, cell)
         if not verdict.ok:
@@ -38,11 +40,12 @@ def collect_scores(run_dir: Path, manifest: Manifest) -> tuple[pd.DataFrame, pd.
         content = document["content"]
         base = {"model": group.model, "dataset": group.dataset, "method": group.method, "metric": cell.metric,
                 "seed": document["settings"]["seed"]}
-        if content["status"] != "ok":
-            failed += 1
+        if content["status"] != "ok":  # "error", or "not_applicable": the method refused the architecture
+            failed += content["status"] == "error"
+            not_applicable += content["status"] == "not_applicable"
             scores.append({**base, "image": -1, "score": float("nan"), "category": content.get("category", ""),
                            "direction": content.get("direction", ""), "params": "{}", "method_params": "{}",
-                           "status": "error", "error": content["error"]})
+                           "status": content["status"], "error": content["error"]})
             continue
         done += 1
         shared = {"category": content["category"], "direction": content["direction"],
@@ -56,7 +59,8 @@ def collect_scores(run_dir: Path, manifest: Manifest) -> tuple[pd.DataFrame, pd.
     planned_files = {cell.file for _, cell in manifest.cells}
     cells_dir = run_dir / "cells"
     not_in_plan = sum(f"cells/{p.name}" not in planned_files for p in cells_dir.glob("*.json")) if cells_dir.is_dir() else 0
-    completeness = {"planned": len(manifest.cells), "done": done, "failed": failed, "missing": missing,
+    completeness = {"planned": len(manifest.cells), "done": done, "failed": failed,
+                    "not_applicable": not_applicable, "missing": missing,
                     "damaged": damaged, "not_in_plan": not_in_plan, "versions": versions,
                     "mixed_versions": len(versions) > 1, "complete": not missing and not damaged}
     score_frame = pd.DataFrame(scores, columns=SCORE_COLUMNS)
@@ -79,8 +83,21 @@ def collect_timings(benchmark_json: Path) -> pd.DataFrame:
                      "forward_passes": info["forward_passes"], "backward_passes": info["backward_passes"],
                      "roofline_s": info["roofline_s"],
                      "efficiency": float("nan") if info.get("efficiency") is None else info["roofline_s"] / stats["median"],
-                     "peak_memory_bytes": info.get("peak_memory_bytes")})
+                     "peak_memory_bytes": info.get("peak_memory_bytes"), **_spread(info, stats)})
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
+
+
+def _spread(info: dict, stats: dict) -> dict[str, Any]:
+    """Rounds, IQR / median of the method and of its roofline, and whether the cell is noisy. A file
+    written before adaptive rounds has no verdict: it is judged by the same rule here (at least
+    MIN_SETTLE_ROUNDS rounds and IQR / median within the default target), so two rounds are noisy."""
+    fraction = stats["iqr"] / stats["median"] if stats["median"] > 0 else float("nan")
+    if "noisy" in info:
+        noisy = bool(info["noisy"])
+    else:
+        noisy = stats.get("rounds", 0) < MIN_SETTLE_ROUNDS or not fraction <= RoundPolicy().target_iqr
+    return {"rounds": stats.get("rounds", 0), "iqr_fraction": fraction,
+            "roofline_iqr_fraction": info.get("roofline_iqr_fraction", float("nan")), "noisy": noisy}
 
 
 def timings_belong_to_plan(run_dir: Path, manifest: Manifest) -> bool:

@@ -86,6 +86,16 @@ def integer(low: int, high: int, what: str = "") -> Accepts:
     return Accepts(what or f"an integer from {low} to {high}", problem, f"integers from {low} to {high}", int)
 
 
+def fraction(low: float, high: float) -> Accepts:
+    """A finite number in (low, high]; an integer is accepted (TOML ``1`` for ``1.0``)."""
+    def problem(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return _kind(value)
+        return None if low < float(value) <= high else "out of range"
+
+    return Accepts(f"a number in ({low:g}, {high:g}]", problem, f"numbers in ({low:g}, {high:g}]", float)
+
+
 def boolean() -> Accepts:
     return Accepts("true or false", lambda value: None if isinstance(value, bool) else _kind(value), "booleans")
 
@@ -178,8 +188,14 @@ EXCLUDE_PATTERN = text(r"[^:]+(:[^:]+){1,2}", 'a "method:metric" or "model:metho
 class TimingConfig:
     enabled: bool = setting(boolean(), True)
     batch_sizes: list[int] = setting(list_of(integer(1, MAX_BATCH), non_empty=True), factory=lambda: [8])
-    rounds: int = setting(integer(1, MAX_ROUNDS), 3)
+    # Adaptive rounds (bench.timing.RoundPolicy): at least ``rounds`` interleaved method/roofline
+    # rounds, then more until the IQR of both is at most ``target_iqr`` of their median, stopping at
+    # ``max_rounds`` or after ``max_seconds`` per cell; a cell that never settles is marked noisy.
+    rounds: int = setting(integer(1, MAX_ROUNDS), 5)
     warmup_rounds: int = setting(integer(0, MAX_ROUNDS), 1)
+    max_rounds: int = setting(integer(1, MAX_ROUNDS), 30)
+    target_iqr: float = setting(fraction(0.0, 10.0), 0.1)
+    max_seconds: float = setting(fraction(0.0, 86_400.0), 60.0)
     methods: list[str] | None = setting(optional(NAMES, "every method of the grid"), None)
     models: list[str] | None = setting(optional(NAMES, "every model of the grid"), None)
 

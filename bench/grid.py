@@ -19,6 +19,7 @@ from .config import ConfigError, RunConfig
 from .datasets import get_dataset, list_datasets
 from .models import get_spec, list_models
 from .settings import method_params, model_spec
+from .text_data import retokenised
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,10 @@ def _datasets_for(model: str, config: RunConfig) -> list[str]:
     if model in zoo.ENTRIES:
         own = zoo.ENTRIES[model].dataset
         return [own] if ("auto" in config.datasets or own in config.datasets) else []
-    # A model spec (no zoo training) runs on the photographs by default, or on any dataset named.
-    return ["skimage"] if config.datasets == ["auto"] else [d for d in config.datasets if d != "auto"]
+    # A model spec (no zoo training) runs on the photographs by default (a text model on the synthetic
+    # sentences), or on any dataset named.
+    default = "text" if model_spec(model).modality == "text" else "skimage"
+    return [default] if config.datasets == ["auto"] else [d for d in config.datasets if d != "auto"]
 
 
 def validate(config: RunConfig) -> list[str]:
@@ -144,9 +147,16 @@ def not_applicable(model: str, method: str, metric: str) -> str | None:
     """Why a cell cannot be computed whatever the configuration, or None: such cells are not planned
     (a run lists them) rather than recorded as errors."""
     inputs = metrics.get(metric).inputs
+    modality = model_spec(model).modality
+    if modality not in adapters.get_class(method).modalities:
+        return (f"the method explains {' and '.join(adapters.get_class(method).modalities)} models; "
+                f"this one takes {modality}")
+    if modality not in metrics.get(metric).modalities:
+        return (f"the score is defined on {' and '.join(metrics.get(metric).modalities)} inputs; "
+                f"this model takes {modality}")
     if "random_label_model" in inputs and (model not in zoo.ENTRIES or _shuffled_twin(zoo.ENTRIES[model]) is None):
         return "no model trained on shuffled labels for this architecture"
-    if adapters.get_class(method).needs_attention and model_spec(model).family != "vit":
+    if adapters.get_class(method).needs_attention and model_spec(model).family not in ("vit", "bert"):
         # The attention capture reads ViT attention (torchvision, timm); CNNs have none, Swin's is windowed.
         return "the method reads a ViT's attention probabilities; this architecture has none it can read"
     if "method" in inputs and adapters.get_class(method).needs_mask:
@@ -210,6 +220,8 @@ def _load_subject(model_name: str, dataset: str, n_images: int, device: str, tar
         model = spec.build(weights=weights)
         data = get_dataset(dataset, image_size=spec.input_size[0], **json.loads(dataset_params))
         batch = data.batch(range(min(n_images, len(data))))
+        if spec.modality == "text":  # a user's BERT reads the sentences through its own tokenizer
+            batch = retokenised(model, data, batch)
         accuracy, random_label_model = None, None
     model = model.to(torch_device).eval()
     x = spec.preprocess(batch.images).to(torch_device)

@@ -18,7 +18,7 @@ from .device import resolve_device
 from .executor import Executor, LocalExecutor, get_executor
 from .grid import plan, unplanned, validate
 from .manifest import PlannedGroup, build_manifest, write_manifest
-from .progress import progress
+from .progress import heartbeat, progress
 from .settings import library_versions, model_spec
 
 def git_revision() -> str:
@@ -110,6 +110,8 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
         echo(f"warning: {moved['file']} is {moved['problem']}: moved to {moved['moved_to']}, recomputing it")
     outcomes = [GroupOutcome(g, 0, len(g.cells), 0, 0.0) for g in groups if g in done]
     todo = [g for g in groups if g not in done]
+    echo(f"scoring: {len(todo)} group(s) of {len(groups)} to compute ({sum(len(g.cells) for g in todo)} cells), "
+         f"{len(outcomes)} finished earlier")
     bar = progress(total=len(groups), desc="cells", unit="group")
     bar.update(len(outcomes))
     for outcome in pool.map(GroupTask(config, run_dir), todo,
@@ -121,7 +123,9 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     computed = sum(o.computed for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     errors = sum(o.errors for o in outcomes)
+    refused = sum(o.not_applicable for o in outcomes)
     echo(f"cells: {computed} computed, {skipped} reused from an earlier run, {errors} errors, "
+         f"{refused} not applicable (the method refused the architecture), "
          f"{len(not_planned)} not planned (excluded or not applicable: see the report's notes)")
 
     if config.filters:
@@ -129,17 +133,24 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
             echo(failure)
     for failure in pool.exclusive(partial(write_attention_pages, config, run_dir)):
         echo(failure)
+    from .figures.embedding_pages import write_embedding_pages  # text models: the course report's analyses
+
+    for failure in pool.exclusive(partial(write_embedding_pages, config, run_dir)):
+        echo(failure)
     from .figures.cascade_strip import write_cascade_strips  # Adebayo et al.'s figure, one image per model
 
     for failure in pool.exclusive(partial(write_cascade_strips, config, run_dir)):
         echo(failure)
     if config.timing.enabled if timing is None else timing:
-        echo("timing: pytest-benchmark over bench/suite/test_grid_timing.py ...")
+        echo(f"timing: pytest-benchmark over bench/suite/test_grid_timing.py, adaptive rounds (IQR at most "
+             f"{config.timing.target_iqr:g} of the median; {config.timing.rounds}-{config.timing.max_rounds} rounds, "
+             f"{config.timing.max_seconds:g} s per cell at most) ...")
         # An earlier benchmark.json is not this plan's: gone before timing, so that only a file this
         # timing run wrote gets the stamp below.
         (run_dir / TIMING_STAMP).unlink(missing_ok=True)
         (run_dir / "benchmark.json").unlink(missing_ok=True)
-        code = pool.exclusive(partial(run_timing, config, run_dir))
+        with heartbeat("timing"):
+            code = pool.exclusive(partial(run_timing, config, run_dir))
         if code not in (0, 5):
             echo(f"timing suite exited with {code}; failed timing cells are recorded in {run_dir / 'benchmark.json'}")
         if (run_dir / "benchmark.json").is_file():
@@ -151,7 +162,8 @@ def _run(config: RunConfig, pool: Executor, timing: bool | None, echo) -> Path:
     if config.report:
         from .report import build_report, summary_table
 
-        report = build_report(run_dir)
+        with heartbeat("report"):
+            report = build_report(run_dir)
         echo(summary_table(run_dir))
         echo(f"report: {report}")
     return run_dir

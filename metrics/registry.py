@@ -15,6 +15,8 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
+from adapters.modality import WHAT, modality_of
+
 from .params import CORE, Param
 
 # The literature's six families (DESIGN.md, "Families"); "sanity" is the randomisation family.
@@ -56,6 +58,9 @@ class MetricSpec:
     #: The closed interval every score of this metric lies in, whatever its parameters (None: no such
     #: interval, e.g. a logit). A stored score outside it is refused when results are read back.
     bounds: tuple[float, float] | None = None
+    #: The input kinds the metric scores (``"image"``: maps (N, 1, H, W); ``"text"``: token maps
+    #: (N, L) over ids (N, L), see :mod:`adapters.modality`); the grid leaves other cells out.
+    modalities: tuple[str, ...] = ("image",)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -73,6 +78,10 @@ class MetricSpec:
         if unknown:
             raise TypeError(f"unknown parameter(s) {unknown} for metric {self.name!r}; "
                             f"protocol parameters: {sorted(self.declarations)}")
+        modality = modality_of(kwargs["model"]) if "model" in kwargs else None
+        if modality is not None and modality not in self.modalities:
+            raise ValueError(f"metric {self.name!r} scores {' and '.join(WHAT[m] for m in self.modalities)}; "
+                             f"this model takes {WHAT[modality]}")
         missing = [name for name in self.inputs if kwargs.get(name) is None]
         if missing:
             raise ValueError(f"metric {self.name!r} needs {missing}")
@@ -105,7 +114,9 @@ _METRICS: dict[str, MetricSpec] = {}
 
 def register(name: str, *, category: Category, direction: Direction, params: dict[str, Param] | None = None,
              inputs: tuple[str, ...] = (), description: str = "",
-             bounds: tuple[float, float] | None = None) -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
+             bounds: tuple[float, float] | None = None,
+             modalities: tuple[str, ...] = ("image",)
+             ) -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
     """Function decorator: register ``fn`` as metric ``name`` with its protocol parameters declared
     (``{name: metrics.params.Param}``). A duplicate name, or a parameter given as a bare default,
     raises. Returns ``fn`` wrapped by :meth:`MetricSpec.compute`, so that calling the module's function
@@ -125,7 +136,8 @@ def register(name: str, *, category: Category, direction: Direction, params: dic
         spec = MetricSpec(name=name, fn=fn, category=category, direction=direction,
                           declarations=dict(params or {}), inputs=tuple(inputs),
                           description=description or (fn.__doc__ or "").strip().split("\n")[0],
-                          bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])))
+                          bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])),
+                          modalities=tuple(modalities))
         _METRICS[name] = spec
 
         @functools.wraps(fn)

@@ -43,3 +43,34 @@ def zoo_vit():
     from bench import zoo
 
     return zoo.load("vit_slim-synthetic")
+
+
+@pytest.fixture(scope="session")
+def zoo_text():
+    from bench import zoo
+
+    return zoo.load("bert_tiny-text")
+
+
+@pytest.fixture(scope="session")
+def zoo_text_shortcut():
+    from bench import zoo
+
+    return zoo.load("bert_tiny-text_shortcut")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert():
+    """The zoo's BERT architecture, untrained (seed 0): fast contract checks on tokens."""
+    from bench.models import get_spec
+
+    return get_spec("bert_tiny").build(seed=0)
+
+
+@pytest.fixture(scope="session")
+def sentences():
+    """(ids (6, 16), labels (6,), evidence (6, 16)) of held-out synthetic sentences."""
+    from bench.datasets.text import SyntheticText
+
+    batch = SyntheticText(6).batch(range(6))
+    return batch.images, batch.labels, batch.masks

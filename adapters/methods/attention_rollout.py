@@ -76,6 +76,7 @@ class AttentionRolloutMethod(Method):
     """
 
     needs_attention = True
+    modalities = ("image", "text")  # text: [CLS]'s row over the tokens is the (N, L) map (no upsampling)
     memory_knobs = ("batch_size",)
 
     def __init__(self, head_fusion: str = "mean", discard_ratio: float = 0.0, upsample: str = "bilinear",

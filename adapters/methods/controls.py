@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..base import AttributionError, Cost, Method
 from ..checks import check_choice, check_float
+from ..modality import is_token_model
 from ..registry import register
 from ..seeding import check_seed, generator, image_seeds
 
@@ -26,15 +27,17 @@ class ControlMethod(Method):
 @register("random")
 class RandomControl(ControlMethod):
     """Uniform noise in [0, 1), drawn per image from a generator seeded by ``seed`` and the image
-    (so it is batch-independent); the floor that Binder et al. (2023) show can "pass" sanity checks."""
+    (so it is batch-independent); the floor that Binder et al. (2023) show can "pass" sanity checks.
+    Text: one value per token (N, L)."""
 
     stochastic = True
+    modalities = ("image", "text")
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed=check_seed(seed))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        shape = (1, 1) + tuple(x.shape[-2:])
+        shape = (1, x.shape[1]) if is_token_model(model) else (1, 1) + tuple(x.shape[-2:])
         return torch.cat([torch.rand(shape, generator=generator(seed, x.device), device=x.device)
                           for seed in image_seeds(x, self.params["seed"])])
 
@@ -102,19 +105,39 @@ class OracleControl(ControlMethod):
     and inserting a scattered third of an object reads less than a contiguous patch of it: on the
     textured zoo Grad-CAM's centre-first blob would then beat the truth on insertion and ROAD-LeRF.
     ``interior="flat"`` gives the mask itself, float32 in {0, 1}.
+
+    Text: ``mask`` is the evidence positions (N, L) and the map is that mask (a token has no
+    interior: ``interior`` is not used).
     """
 
     needs_mask = True
+    modalities = ("image", "text")
 
     def __init__(self, interior: str = "depth") -> None:
         super().__init__(interior=check_choice("interior", interior, INTERIORS))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        if is_token_model(model):
+            return token_mask(mask, x).float()
         inside = binary_mask(mask, x).float()
         if self.params["interior"] == "flat":
             return inside
         depth = mask_depth(inside)
         return depth / depth.amax(dim=(2, 3), keepdim=True).clamp_min(1.0)
+
+
+def token_mask(mask: object, x: Tensor) -> Tensor:
+    """The oracle's evidence positions on token ids ``x`` (N, L): (N, L) bool, 0/1 or boolean only."""
+    if mask is None:
+        raise AttributionError("the oracle control needs the ground-truth evidence: "
+                               "attribute(model, x, target, mask=...)")
+    if not isinstance(mask, Tensor):
+        raise AttributionError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(x.shape):
+        raise AttributionError(f"mask must have the token ids' shape {tuple(x.shape)}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise AttributionError("mask must be boolean or hold only 0 and 1")
+    return (mask != 0).to(x.device)
 
 
 def binary_mask(mask: object, x: Tensor) -> Tensor:

@@ -3,28 +3,29 @@ from __future__ import annotations
 
 import warnings
 
-from captum.attr import Deconvolution
 from torch import Tensor, nn
 
 from ..base import Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
 from ..gradients import batched_gradient_maps
 from ..maps import check_reduction
-from ..model_support import check_rectified_relus
+from ..rectifiers import RectifiedDeconvolution, check_guided_rectifiers
 from ..registry import register
 
 
 @register("deconvolution")
 class DeconvolutionMethod(Method):
-    """Captum ``Deconvolution``: at every ``nn.ReLU`` the backward passes ``relu(grad_output)``,
-    ignoring the forward mask (Guided Backprop also applies it); other layers pass the plain
-    gradient (max pooling keeps its switches). Channels reduced by ``reduction`` (default
+    """Captum's ``Deconvolution`` rule at every rectifier module: the backward passes
+    ``relu(grad_output)``, ignoring the forward mask (Guided Backprop also applies it), at ``nn.ReLU``
+    as Captum and also at ``nn.ReLU6`` / ``nn.Hardtanh`` clipped at 0, which Captum skips (see
+    :mod:`adapters.rectifiers`); other layers pass the plain gradient (max pooling keeps its switches).
+    Identical to Captum's numbers on a network of ``nn.ReLU`` modules. Channels reduced by ``reduction`` (default
     ``max_abs``, like saliency and guided backprop). Model-independent edges are expected: Adebayo et
     al. (2018) find it insensitive to weight randomisation, like Guided Backprop.
 
-    A model whose rectifiers are not ``nn.ReLU`` modules (``F.relu`` in ``forward``, GELU, ReLU6, ...)
-    is refused with an AttributionError naming the call: Captum would pass plain gradients there
-    (:func:`adapters.model_support.check_rectified_relus`).
+    A model with a non-rectifier activation (GELU, SiLU, ...) or a rectifier called as a function
+    (``F.relu`` in ``forward``) is refused as not applicable, naming the call: the map would
+    silently be (partly) the plain gradient (:func:`adapters.rectifiers.check_guided_rectifiers`).
 
     Cost: 1 forward + 1 backward per image. Memory knob: ``batch_size`` images per pass.
     """
@@ -37,8 +38,8 @@ class DeconvolutionMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        self.diagnostics["relu_modules"] = check_rectified_relus(model, x, self.name)
-        deconvolution = Deconvolution(model)
+        self.diagnostics["rectifiers"] = check_guided_rectifiers(model, x, self.name)
+        deconvolution = RectifiedDeconvolution(model)
         with warnings.catch_warnings():
             # Captum announces its temporary ReLU hooks on every call; Method.attribute checks they are gone.
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")

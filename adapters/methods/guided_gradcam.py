@@ -8,11 +8,12 @@ from captum.attr import GuidedGradCam
 from torch import Tensor, nn
 
 from ..base import AttributionError, Cost, Method
+from ..errors import NotApplicable
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
 from ..layers import resolve_layer
 from ..maps import check_reduction, check_upsampling, reduce_channels
-from ..model_support import check_rectified_relus
 from ..probe import probe
+from ..rectifiers import RectifiedGuidedBackprop, check_guided_rectifiers
 from ..registry import register
 from ..tokens import layer_layout
 
@@ -50,10 +51,11 @@ class GuidedGradCamMethod(Method):
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         name, layer = resolve_layer(model, x, self.params["layer"])
         self._check_layer(model, x, name)
-        self.diagnostics.update(layer=name, relu_modules=check_rectified_relus(model, x, self.name))
+        self.diagnostics.update(layer=name, rectifiers=check_guided_rectifiers(model, x, self.name))
         size = self.params["batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
         self.diagnostics["batch_size"] = size
         method = GuidedGradCam(model, layer)
+        method.guided_backprop = RectifiedGuidedBackprop(model)  # Captum's, guiding ReLU6 as well
         maps = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -78,7 +80,7 @@ class GuidedGradCamMethod(Method):
         shape = call.output_shape
         if shape is None or layer_layout(shape, *x.shape[-2:]) != "nchw":
             kind = "tokens of a transformer" if shape is not None and len(shape) == 3 else f"shape {shape}"
-            raise AttributionError(
+            raise NotApplicable(
                 f"guided_gradcam needs a CNN layer with a (N, C, h, w) output; layer {name!r} gives {kind}. Captum's "
                 "GuidedGradCam is not applied to token layers (its Grad-CAM would pool over tokens and features, and "
                 "a transformer has no nn.ReLU for guided backprop to rectify): use gradcam, which handles token layers")

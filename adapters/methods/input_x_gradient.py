@@ -8,7 +8,9 @@ from ..base import Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
 from ..gradients import batched_gradient_maps
 from ..maps import check_reduction
+from ..modality import is_token_model
 from ..registry import register
+from ..token_gradients import gradient_maps
 
 
 @register("input_x_gradient")
@@ -19,8 +21,13 @@ class InputXGradientMethod(Method):
 
     Cost: 1 forward + 1 backward per image. Memory knob: ``batch_size`` images per pass (default:
     as many as ``memory_mb`` holds).
+
+    Text: ``e * d logit_target / d e`` for the word embedding e of each token (Captum
+    ``LayerGradientXActivation`` on the embedding layer), summed over the embedding dimension by
+    default (:mod:`adapters.token_gradients`).
     """
 
+    modalities = ("image", "text")
     memory_knobs = ("batch_size",)
 
     def __init__(self, reduction: str = "sum", batch_size: int | None = None,
@@ -29,6 +36,8 @@ class InputXGradientMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            return gradient_maps(self, model, x, target, multiply=True, absolute=False)
         method = InputXGradient(model)
         return batched_gradient_maps(self, model, x, target, lambda xs, ts: method.attribute(xs, target=ts))
 

@@ -9,7 +9,9 @@ from ..base import Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
 from ..checks import check_bool, check_choice, check_float, check_int
 from ..maps import check_reduction, reduce_channels
+from ..modality import is_token_model
 from ..registry import register
+from ..token_gradients import integrated_gradient_maps
 
 INTEGRATION = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 #: The paper finds 20 to 300 steps enough; Captum's Gauss-Legendre nodes come from numpy's
@@ -28,8 +30,13 @@ class IntegratedGradientsMethod(Method):
 
     Cost: ``n_steps`` forwards + backwards (+2 forwards for the delta) per image. Memory knob:
     ``internal_batch_size`` rows (image x step) per pass, Captum's own knob.
+
+    Text: Captum ``LayerIntegratedGradients`` on the word-embedding layer from the embeddings of the
+    sentence with every editable token replaced by [MASK] (``baseline`` is then unused), summed over
+    the embedding dimension by default (:mod:`adapters.token_gradients`).
     """
 
+    modalities = ("image", "text")
     memory_knobs = ("internal_batch_size",)
 
     def __init__(self, n_steps: int = 50, baseline: float = 0.0, integration: str = "gausslegendre",
@@ -48,6 +55,11 @@ class IntegratedGradientsMethod(Method):
         return {"n_steps": 4}
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            maps, deltas = integrated_gradient_maps(self, model, x, target)
+            if deltas is not None:
+                self.diagnostics["convergence_delta"] = deltas
+            return maps
         rows = self.params["internal_batch_size"] or rows_for_budget(model, x, self.params["memory_mb"], backward=True)
         self.diagnostics["internal_batch_size"] = rows
         ig = IntegratedGradients(model)

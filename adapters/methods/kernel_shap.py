@@ -11,8 +11,10 @@ from ..base import Cost
 from ..budget import DEFAULT_MEMORY_MB
 from ..checks import check_int
 from ..lime_common import MAX_SAMPLES
+from ..modality import is_token_model
 from ..registry import register
 from ..segment_attribution import SegmentPerturbation, seeded_global_rng
+from ..token_perturbation import kernel_shap_maps
 
 
 @register("kernel_shap")
@@ -35,9 +37,13 @@ class KernelShapMethod(SegmentPerturbation):
     Cost: ``n_samples`` forwards per image. Memory knob: ``perturbations_per_eval`` coalitions per
     pass (default: as many as the budget holds, at most ``n_samples``). Captum builds each perturbed
     image in a Python loop, one small tensor op chain per coalition.
+
+    Text: each token is a feature, hidden as [MASK] (:mod:`adapters.token_perturbation`); the
+    segmentation parameters are not used.
     """
 
     stochastic = True
+    modalities = ("image", "text")
 
     def __init__(self, n_samples: int = 512, hide_value: float = 0.0, segmentation: str = "slic",
                  segmentation_kwargs: dict[str, Any] | None = None, segmentation_input: str = "minmax",
@@ -55,6 +61,8 @@ class KernelShapMethod(SegmentPerturbation):
         return {**super().quick_params(), "n_samples": 32}
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            return kernel_shap_maps(self, model, x, target)
         seeds, segments = self.segments(x)
         n = self.params["n_samples"]
         ppe = self.params["perturbations_per_eval"] or max(1, min(n, self.rows(model, x)))

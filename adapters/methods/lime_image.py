@@ -11,7 +11,9 @@ from torch import Tensor, nn
 
 from ..budget import DEFAULT_MEMORY_MB, rows_for_budget
 from ..lime_common import SegmentLime, numpy_seed, probabilities
+from ..lime_text import lime_text_maps
 from ..maps import paint_segments
+from ..modality import is_token_model
 from ..registry import register
 
 MIN_CLASSIFIER_BATCH = 64
@@ -26,8 +28,12 @@ class LimeMethod(SegmentLime):
 
     ``classifier_fn`` runs the model on its device, ``batch_size`` perturbed images per call
     (memory knob; default the budget's forward rows, at least 64).
+
+    Text: the package's ``LimeTextExplainer`` over the tokens, [MASK] for a removed one
+    (:mod:`adapters.lime_text`); the segmentation parameters and ``hide_value`` are not used.
     """
 
+    modalities = ("image", "text")
     memory_knobs = ("batch_size",)
 
     def __init__(self, n_samples: int = 1000, kernel_width: float = 0.25, hide_value: float = 0.0,
@@ -41,6 +47,8 @@ class LimeMethod(SegmentLime):
                          batch_size=batch_size, memory_mb=memory_mb)
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            return lime_text_maps(self, model, x, target)
         seeds, segments = self.segments(x)
         batch = self.params["batch_size"] or max(MIN_CLASSIFIER_BATCH,
                                                  rows_for_budget(model, x, self.params["memory_mb"], backward=False))

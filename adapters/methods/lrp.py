@@ -10,6 +10,7 @@ from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule, GammaRu
 from torch import Tensor, nn
 
 from ..base import AttributionError, Cost, Method
+from ..errors import NotApplicable
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
 from ..checks import check_choice, check_float
 from ..forward_ops import forward_ops, where
@@ -107,11 +108,11 @@ class LrpMethod(Method):
                                        "PropagationRule (captum.attr._utils.lrp_rules)")
             call = ran.get(name)
             if call is not None and call.calls > 1:
-                raise AttributionError(f"lrp: layer {name!r} ({type(module).__name__}) runs {call.calls} times per "
-                                       "forward; Captum's LRP keeps one set of activations per layer (it raises 'used "
-                                       "more than once'): give each use its own module")
+                raise NotApplicable(f"lrp: layer {name!r} ({type(module).__name__}) runs {call.calls} times per "
+                                    "forward; Captum's LRP keeps one set of activations per layer (it raises 'used "
+                                    "more than once'): give each use its own module")
             if call is not None and not user_rule and type(module) not in known:
-                raise AttributionError(
+                raise NotApplicable(
                     f"lrp: Captum's LRP has no rule for layer {name!r} ({type(module).__name__}); it has rules for "
                     f"{', '.join(t.__name__ for t in SUPPORTED_LAYERS_WITH_RULES)} and passes relevance through "
                     f"{', '.join(t.__name__ for t in SUPPORTED_NON_LINEAR_LAYERS)}: set module.rule to a "
@@ -119,7 +120,7 @@ class LrpMethod(Method):
             leaves.append((module, module.rule if user_rule else _NO_RULE))
         for call in forward_ops(model, x):
             if not call.leaf and call.op not in ROUTING_OPS:
-                raise AttributionError(
+                raise NotApplicable(
                     f"lrp: the model computes {call.op!r} in {where(call)} outside any layer, which Captum's LRP "
                     "cannot see (relevance would pass through it as a plain gradient); residual additions need "
                     "captum.attr._utils.custom_modules.Addition_Module, activations need their modules")

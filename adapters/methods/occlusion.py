@@ -11,7 +11,9 @@ from ..base import AttributionError, Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb, rows_for_budget, spans
 from ..checks import check_float, check_int
 from ..maps import check_reduction, reduce_channels
+from ..modality import is_token_model
 from ..registry import register
+from ..token_perturbation import occlusion_maps
 
 
 #: Pixels; a window wider than any image this harness handles is a typo. The window must also fit
@@ -28,8 +30,12 @@ class OcclusionMethod(Method):
 
     Cost: 1 + (ceil((H - window) / stride) + 1) * (ceil((W - window) / stride) + 1) forwards per
     image, no backward. Memory knob: ``perturbations_per_eval`` windows per image in one pass.
+
+    Text: one token at a time replaced by [MASK] (:mod:`adapters.token_perturbation`); cost
+    1 + L forwards per sentence (pass ``length=``).
     """
 
+    modalities = ("image", "text")
     memory_knobs = ("perturbations_per_eval",)
 
     def __init__(self, window: int = 16, stride: int = 8, baseline: float = 0.0, reduction: str = "mean",
@@ -53,6 +59,8 @@ class OcclusionMethod(Method):
         return (math.ceil((height - window) / stride) + 1) * (math.ceil((width - window) / stride) + 1)
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            return occlusion_maps(self, model, x, target)
         n_windows = self.n_windows(*x.shape[-2:])
         ppe = self.params["perturbations_per_eval"]
         if ppe is None:
@@ -73,6 +81,8 @@ class OcclusionMethod(Method):
         return torch.cat(maps)
 
     def cost(self, **context: object) -> Cost:
+        if "length" in context:  # text: one forward per token position
+            return Cost(forward=1 + int(context["length"]))
         if "height" not in context or "width" not in context:
             raise AttributionError("occlusion's cost depends on the image size: pass height= and width=")
         return Cost(forward=1 + self.n_windows(int(context["height"]), int(context["width"])))

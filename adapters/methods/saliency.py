@@ -8,7 +8,9 @@ from ..base import Cost, Method
 from ..budget import DEFAULT_MEMORY_MB, check_batch, check_memory_mb
 from ..gradients import batched_gradient_maps
 from ..maps import check_reduction
+from ..modality import is_token_model
 from ..registry import register
+from ..token_gradients import gradient_maps
 
 
 @register("saliency")
@@ -18,8 +20,13 @@ class SaliencyMethod(Method):
 
     Cost: 1 forward + 1 backward per image. Memory knob: ``batch_size`` images per pass (default:
     as many as ``memory_mb`` holds).
+
+    Text: ``|d logit_target / d e|`` for the word embedding e of each token (Captum
+    ``LayerGradientXActivation(multiply_by_inputs=False)`` on the embedding layer), reduced over the
+    embedding dimension by ``reduction`` (:mod:`adapters.token_gradients`).
     """
 
+    modalities = ("image", "text")
     memory_knobs = ("batch_size",)
 
     def __init__(self, reduction: str = "max_abs", batch_size: int | None = None,
@@ -28,6 +35,8 @@ class SaliencyMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        if is_token_model(model):
+            return gradient_maps(self, model, x, target, multiply=False, absolute=True)
         saliency = Saliency(model)
         return batched_gradient_maps(self, model, x, target, lambda xs, ts: saliency.attribute(xs, target=ts, abs=True))
 

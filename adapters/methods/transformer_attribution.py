@@ -48,6 +48,7 @@ class TransformerAttributionMethod(Method):
     """
 
     needs_attention = True
+    modalities = ("image", "text")  # text: [CLS]'s row over the tokens is the (N, L) map (no upsampling)
     memory_knobs = ("batch_size",)
 
     def __init__(self, upsample: str = "bilinear", batch_size: int | None = None,

@@ -20,6 +20,7 @@ from torch import Tensor, nn  # noqa: E402
 
 import adapters  # noqa: E402
 from adapters.attention import forward_with_attention  # noqa: E402
+from adapters.modality import is_token_model  # noqa: E402
 from adapters.tokens import require_grid  # noqa: E402
 
 
@@ -39,7 +40,12 @@ def class_token_attention(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, 
 def attention_figure(model: nn.Module, images: Tensor, x: Tensor, out: Path, *,
                      class_names: list[str] | None = None) -> dict[str, Any]:
     """Draw the attention page of ``model`` on ``x`` (model inputs) shown over ``images`` (N, 3, H, W)
-    in [0, 1]; write ``out`` (PNG) and return a summary for the JSON sidecar."""
+    in [0, 1]; write ``out`` (PNG) and return a summary for the JSON sidecar. A text model's page
+    (token ids ``x``; ``images`` unused) is :mod:`bench.figures.token_attention`'s."""
+    if is_token_model(model):
+        from .token_attention import token_attention_figure
+
+        return token_attention_figure(model, x, out, class_names=class_names)
     per_head, rollout, names, predictions = class_token_attention(model, x)
     n, layers, heads = per_head.shape[:3]
     columns = 1 + heads + 1  # image (and rollout under it), heads, head mean

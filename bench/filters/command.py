@@ -43,6 +43,10 @@ def load_model(name: str, weights: str | None, n_images: int, seed: int) -> tupl
         raise FilterError(f"unknown model {name!r}: neither a zoo entry ({', '.join(zoo.ENTRIES)}) nor a "
                           f"registered model ({', '.join(list_models())}) ({error.args[0]})") from None
     model = spec.build(weights, seed=seed)
+    if spec.modality == "text":  # a user's BERT: the synthetic sentences in its own tokenizer
+        from ..text_data import text_model_and_sentences
+
+        return model, spec, text_model_and_sentences(name, n_images, seed)[2]
     images = SyntheticShapes(n_images, image_size=max(32, spec.input_size[0]), seed=seed).batch(range(n_images)).images
     return model, spec, spec.preprocess(images)
 
@@ -56,6 +60,9 @@ def run(args: argparse.Namespace) -> Path:
         raise FilterError("--n-images must be at least 1 and --steps at least 0")
     device = resolve_device(args.device).torch_device
     model, spec, images_x = load_model(args.model, args.weights, args.n_images, args.seed)
+    if spec.modality == "text":
+        raise FilterError(f"filters are views of an image model's convolutions; {args.model} takes text "
+                          "(see the attention and embeddings commands)")
     model = model.to(device)
     out = Path(args.out) if args.out else Path("results") / "filters" / f"{args.model}.png"
     summary = filters_figure(model, spec, images_x.to(device), out, layer=args.layer, filters=filters,

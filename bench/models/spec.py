@@ -26,13 +26,17 @@ class ModelSpec:
     (``"imagenet"``) to a function returning the file's path, e.g. a file shipped inside an installed
     package; it raises :class:`~bench.models.weights.WeightsError` naming the package when absent.
     ``class_names`` names the output classes (index = class; empty when unknown).
+    ``modality``: ``"image"`` (x is (N, C, H, W), ``input_size`` is (H, W)) or ``"text"`` (x is token
+    ids (N, L) whose padding is the mask, ``input_size`` is (L,); preprocessing is the identity, the
+    tokenizer having made the ids), see :mod:`adapters.modality`.
     """
 
     name: str
     builder: Callable[[int], nn.Module]
     family: str
     num_classes: int = 1000
-    input_size: tuple[int, int] = (224, 224)
+    modality: str = "image"
+    input_size: tuple[int, ...] = (224, 224)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     gradcam_layer: str = ""
@@ -70,7 +74,13 @@ class ModelSpec:
         return model.eval().to(device)
 
     def preprocess(self, images: Tensor) -> Tensor:
-        """Images in [0, 1], (N, 3, H, W) -> normalised model input at ``input_size``."""
+        """Images in [0, 1], (N, 3, H, W) -> normalised model input at ``input_size``; token ids
+        (N, L) of a text model unchanged (checked)."""
+        if self.modality == "text":
+            if images.dim() != 2 or images.is_floating_point():
+                raise ValueError(f"{self.name} takes token ids (N, L), got {images.dtype} of shape "
+                                 f"{tuple(images.shape)}")
+            return images
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.name} expects RGB images (N, 3, H, W), got shape {tuple(images.shape)}")
         if tuple(images.shape[-2:]) != tuple(self.input_size):
@@ -81,7 +91,9 @@ class ModelSpec:
         return (images - mean) / std
 
     def unpreprocess(self, x: Tensor) -> Tensor:
-        """Inverse of the normalisation: model input -> images in [0, 1] (clamped)."""
+        """Inverse of the normalisation: model input -> images in [0, 1] (clamped); token ids unchanged."""
+        if self.modality == "text":
+            return x
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x * std + mean).clamp(0, 1)

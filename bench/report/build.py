@@ -22,5 +22,5 @@ def build_report(run_dir: str | Path, n_resamples: int = N_RESAMPLES) -> Path:
     title = f"Benchmark report: {analysis.run.metadata.get('run', analysis.run.path.name)}"
     report = analysis.run.path / "report.md"
     report.write_text(markdown.render(blocks), encoding="utf-8")
-    (analysis.run.path / "report.html").write_text(html.render(blocks, title), encoding="utf-8")
+    (analysis.run.path / "report.html").write_text(html.render(blocks, title, analysis.run.path), encoding="utf-8")
     return report

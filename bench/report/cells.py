@@ -88,10 +88,12 @@ def metric_info(scores: pd.DataFrame) -> pd.DataFrame:
     The direction is taken from a row that states a valid one (an error row may not); a metric with
     none gets an empty direction and is then neither ranked nor coloured, rather than guessed.
     """
-    info = scores.drop_duplicates("metric")[["metric", "category"]].copy()
+    # A failed or refused cell's row may carry no category: take it from a scored row where there is one.
+    named = scores.assign(_unnamed=scores["category"].fillna("").astype(str).eq(""))
+    info = named.sort_values("_unnamed", kind="stable").drop_duplicates("metric")[["metric", "category"]].copy()
+    info["appearance"] = info["metric"].map({m: i for i, m in enumerate(dict.fromkeys(scores["metric"]))})
     stated = scores[scores["direction"].isin(list(DIRECTIONS))].drop_duplicates("metric")
     info["direction"] = info["metric"].map(dict(zip(stated["metric"], stated["direction"]))).fillna("")
-    info["appearance"] = range(len(info))
     rank = {c: i for i, c in enumerate(CATEGORY_ORDER)}
     info["order"] = info["category"].map(lambda c: rank.get(c, len(rank)))
     return info.sort_values(["order", "appearance"]).set_index("metric")[["category", "direction"]]

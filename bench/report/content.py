@@ -1,17 +1,25 @@
-"""The report document: sections in reading order, from the analysis and the written figures."""
+"""The report document: sections in reading order, from the analysis and the written figures.
+
+Findings first (summary, leaderboard, faithfulness against speed), then the speed tables and one
+section per score family (its tables, ranks and figures), then views and failures; the run's
+device, versions, configuration and parameters last, folded.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import formatting as fmt
 from .analysis import Analysis
-from .document import Block, Bullets, Heading, Image, Paragraph, Table
+from .cells import CATEGORY_ORDER
+from .document import Block, Bullets, Contents, Details, Heading, Image, Paragraph, Table
 from .figures import FigureSet
 from .header import completeness, coverage, notes_section, parameters_section, run_section, zoo_section
-from .tables import (agreement_table, error_table, metric_table, missing_table, rank_table_text, speed_table,
+from .summary import leaderboard_table, summary_section
+from .tables import (agreement_table, error_table, family_rank_table, metric_table, missing_table, speed_table,
                      timing_details)
 
 NO_TIMINGS = "No timings: this run has no timings.csv, so throughput, efficiency and the Pareto front are left out."
+FAMILY_TITLES = {"sanity": "Randomisation (sanity checks)"}
 
 
 def _relative(analysis: Analysis, path: Path) -> str:
@@ -23,33 +31,77 @@ def speed_section(analysis: Analysis) -> list[Block]:
     if analysis.run.timings is None:
         return blocks + [Paragraph(NO_TIMINGS)]
     return blocks + [
+        Paragraph("Median over adaptive rounds: each cell is timed, interleaved with its roofline, until the IQR of "
+                  "both is within the run's target fraction of the median (or the round or time cap is reached). "
+                  "'~' marks a cell whose spread never settled: an approximate number, not a solid one."),
         Table(speed_table(analysis, "images_per_s"),
               "Throughput (images/s) at the best batch size, method x architecture"),
         Table(speed_table(analysis, "efficiency"), "Efficiency = roofline time / method time (1.0 = no overhead "
                                                    "beyond the model passes the method cannot avoid)"),
-        Table(timing_details(analysis), "All timed cells (median and IQR over rounds; * = batch size quoted above)",
-              show_index=False)]
+        Details("Every timed cell (rounds, median, IQR, roofline, memory)", [
+            Table(timing_details(analysis), "All timed cells (median and IQR over rounds; * = batch size quoted "
+                                            "above; noisy = IQR above the target after the last round)",
+                  show_index=False)])]
 
 
-def scores_section(analysis: Analysis) -> list[Block]:
-    blocks: list[Block] = [Heading("Scores"), Paragraph(
-        "Mean over images with its 95% bootstrap interval in brackets; (k/n): only k of the architecture's n "
-        "images have a score (NaN scores are skipped and counted below); 'error': the cell failed.")]
-    for metric, info in analysis.metrics.iterrows():
-        blocks += [Heading(f"{metric} ({info['category']}, {fmt.direction(info['direction'])})", 3),
-                   Table(metric_table(analysis, str(metric)))]
+def family_title(family: str) -> str:
+    return FAMILY_TITLES.get(family, family.capitalize())
+
+
+def family_sections(analysis: Analysis, figures: FigureSet) -> list[Block]:
+    """One section per score family of the run, in the registry's family order: a table per score
+    (method x architecture), the ranks per score folded, and the family's curve figures."""
+    present = list(dict.fromkeys(analysis.metrics["category"]))
+    families = [c for c in CATEGORY_ORDER if c in present] + [c for c in present if c not in CATEGORY_ORDER]
+    curves = dict(figures.curves)
+    blocks: list[Block] = []
+    for family in families:
+        names = [str(m) for m in analysis.metrics.index[analysis.metrics["category"] == family]]
+        blocks += [Heading(f"{family_title(family)} scores"), Paragraph(
+            f"{len(names)} score(s). Mean over images with its 95% bootstrap interval in brackets; (k/n): only k of "
+            "the architecture's n images have a score (NaN scores are skipped and counted under Failed cells); "
+            "'error': the cell failed; 'n/a': the method refused the architecture.")]
+        for metric in names:
+            blocks += [Heading(f"{metric} ({family}, {fmt.direction(analysis.metrics.at[metric, 'direction'])})", 4),
+                       Table(metric_table(analysis, metric))]
+        ranks = [Table(frame, f"{architecture}: rank per {family} score (1 = best) [95% interval]")
+                 for architecture, frame in ((a, family_rank_table(analysis, a, family)) for a in analysis.rankings)
+                 if not frame.empty]
+        if ranks:
+            blocks.append(Details(f"Ranks per {family} score, per architecture", ranks))
+        blocks += [Image(_relative(analysis, curves[m]), f"{m} curves, mean over images") for m in names if m in curves]
+        if family == "sanity":
+            blocks += [Image(_relative(analysis, p), f"Cascading model randomisation ({measure}): similarity to the "
+                                                     f"original map as blocks are randomised, top down")
+                       for measure, p in figures.cascades]
+            # Cascade strips (Adebayo et al.'s Figure 2), written by the runner where the cascading check runs.
+            blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('cascade_strip_')}: maps of one image as "
+                                                     "blocks are randomised from the logits down (rows: methods), "
+                                                     "with its similarity to the original map")
+                       for p in sorted((analysis.run.path / "figures").glob("cascade_strip_*.png"))]
     return blocks
 
 
-def ranking_section(analysis: Analysis) -> list[Block]:
-    blocks: list[Block] = [Heading("Ranking"), Paragraph(
-        "Rank 1 = best on a metric (its direction respected; ties share the mean rank). Overall = mean rank over "
-        "the metrics that rank at least two methods. Where a metric has no score for some methods (failed cell), "
-        "the others' ranks are stretched onto the full 1..n scale, so a failure lifts no one. Brackets: 95% "
-        "interval of the rank over the same paired bootstrap resamples of images.")]
-    for architecture in analysis.rankings:
-        blocks += [Heading(architecture, 3), Table(rank_table_text(analysis, architecture))]
+def leaderboard_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
+    blocks: list[Block] = [Heading("Leaderboard")]
+    if figures.leaderboard is not None:
+        blocks.append(Image(_relative(analysis, figures.leaderboard),
+                            "Aggregate rank per method and architecture [95% interval]; grey: not run there"))
+    blocks.append(Paragraph(
+        "Aggregate rank: each score family's mean rank (over its scores that rank at least two methods), then the "
+        "mean over the families, every family weighted equally. For reference, LATEC (Klein et al. 2024) takes the "
+        "median over all scores of the normalised rank (rank - 1) / (n - 1), every score weighted equally."))
+    tables = [leaderboard_table(analysis, a) for a in analysis.aggregates if len(analysis.aggregates[a])]
+    if tables:
+        blocks.append(Details("Leaderboard tables per architecture (aggregate, family ranks, LATEC median)", tables))
     return blocks
+
+
+def pareto_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
+    if figures.pareto is None:
+        return []
+    return [Heading("Faithfulness against speed"),
+            Image(_relative(analysis, figures.pareto), "Faithfulness against speed, Pareto front dashed")]
 
 
 def agreement_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
@@ -64,17 +116,13 @@ def agreement_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
     return blocks
 
 
-def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
-    blocks: list[Block] = [Heading("Figures")]
-    if figures.pareto is not None:
-        blocks.append(Image(_relative(analysis, figures.pareto), "Faithfulness against speed, Pareto front dashed"))
+def views_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
+    """Per-architecture heatmaps, saliency grids and the runner's pages (filters, attention)."""
+    blocks: list[Block] = [Heading("Maps and views")]
     blocks += [Image(_relative(analysis, p), f"{label}: methods x metrics, normalised per metric")
                for label, p in figures.heatmaps]
-    blocks += [Image(_relative(analysis, p), f"{metric} curves, mean over images") for metric, p in figures.curves]
-    blocks += [Image(_relative(analysis, p), f"Cascading model randomisation ({measure}): similarity to the "
-                                             f"original map as blocks are randomised, top down")
-               for measure, p in figures.cascades]
-    blocks += [Image(_relative(analysis, p), f"{label}: saliency grid (images x methods)")
+    blocks += [Image(_relative(analysis, p), f"{label}: token maps (sentences x methods x tokens)"
+                     if p.name.startswith("token_maps_") else f"{label}: saliency grid (images x methods)")
                for label, p in figures.saliency]
     # Filter views, written by the runner when the configuration asks for them (filters = true).
     blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('filters_')}: filters of the Grad-CAM layer, "
@@ -82,18 +130,20 @@ def figures_section(analysis: Analysis, figures: FigureSet) -> list[Block]:
                for p in sorted((analysis.run.path / "figures").glob("filters_*.png"))]
     # Attention pages, written by the runner for every transformer of the grid.
     blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('attention_')}: the class token's attention to "
-                                             "the patches per layer and head, the head mean, and the rollout under "
-                                             "each image")
+                                             "the patches (text: token-to-token attention) per layer and head, the "
+                                             "head mean, and the rollout")
                for p in sorted((analysis.run.path / "figures").glob("attention_*.png"))]
-    # Cascade strips (Adebayo et al.'s Figure 2), written by the runner where the cascading check runs.
-    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('cascade_strip_')}: maps of one image as blocks "
-                                             "are randomised from the logits down (rows: methods), with its "
-                                             "similarity to the original map")
-               for p in sorted((analysis.run.path / "figures").glob("cascade_strip_*.png"))]
+    # Text models: the embedding analyses the runner writes (bench/figures/embedding_pages.py).
+    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('embedding_projection_')}: contextual embeddings "
+                                             "of chosen words, PCA to 2-D per layer, by word and by class")
+               for p in sorted((analysis.run.path / "figures").glob("embedding_projection_*.png"))]
+    blocks += [Image(_relative(analysis, p), f"{p.stem.removeprefix('embedding_distances_')}: distances between the "
+                                             "contextual embeddings of one word in different sentences, per layer")
+               for p in sorted((analysis.run.path / "figures").glob("embedding_distances_*.png"))]
     if figures.skipped_maps:
         blocks += [Paragraph("Map files that could not be read (left out of the saliency grids):"),
                    Bullets(figures.skipped_maps)]
-    return blocks
+    return blocks if len(blocks) > 1 else []
 
 
 def failures_section(analysis: Analysis) -> list[Block]:
@@ -112,10 +162,19 @@ def failures_section(analysis: Analysis) -> list[Block]:
     return blocks
 
 
+def details_section(analysis: Analysis) -> list[Block]:
+    """Device, versions, configuration, zoo and parameters: folded, at the end."""
+    return [Heading("Run details"), coverage(analysis),
+            Details("Run, device, versions and configuration", run_section(analysis)),
+            *([Details("Model zoo", zoo_section(analysis))] if analysis.run.zoo else []),
+            Details("Parameters of every metric and method", parameters_section(analysis))]
+
+
 def document(analysis: Analysis, figures: FigureSet) -> list[Block]:
-    """All sections of the report."""
+    """All sections of the report, findings first."""
     title = analysis.run.metadata.get("run", analysis.run.path.name)
-    return [Heading(f"Benchmark report: {title}", 1), *completeness(analysis), coverage(analysis),
-            *run_section(analysis), *notes_section(analysis), *zoo_section(analysis), *speed_section(analysis),
-            *scores_section(analysis), *ranking_section(analysis), *agreement_section(analysis, figures),
-            *figures_section(analysis, figures), *failures_section(analysis), *parameters_section(analysis)]
+    return [Heading(f"Benchmark report: {title}", 1), *completeness(analysis), Contents(),
+            *summary_section(analysis), *leaderboard_section(analysis, figures), *pareto_section(analysis, figures),
+            *speed_section(analysis), *family_sections(analysis, figures), *agreement_section(analysis, figures),
+            *views_section(analysis, figures), *failures_section(analysis), *notes_section(analysis),
+            *details_section(analysis)]

@@ -10,8 +10,11 @@ import pandas as pd
 
 @dataclass
 class Heading:
+    """A section title; level-2 headings make the table of contents."""
+
     text: str
     level: int = 2
+    anchor: str = ""  # a fixed id (e.g. "summary"); otherwise derived from the text
 
 
 @dataclass
@@ -47,4 +50,33 @@ class Image:
     caption: str
 
 
-Block = Union[Heading, Paragraph, Bullets, Code, Table, Image]
+@dataclass
+class Details:
+    """Blocks folded away under a one-line summary (HTML ``<details>``): what a reader rarely needs
+    (configuration, every timed round) stays in the file without pushing the findings down."""
+
+    summary: str
+    blocks: list
+
+
+@dataclass
+class Contents:
+    """Where the table of contents goes (one entry per level-2 heading)."""
+
+
+Block = Union[Heading, Paragraph, Bullets, Code, Table, Image, Details, Contents]
+
+
+def anchor(heading: Heading) -> str:
+    """The id of a heading: its fixed anchor, else its text made URL-safe."""
+    if heading.anchor:
+        return heading.anchor
+    # GitHub's rule, so the Markdown links work there too: punctuation dropped, spaces to hyphens.
+    kept = "".join(c for c in heading.text.lower() if c.isalnum() or c in " -_")
+    return kept.strip().replace(" ", "-") or "section"
+
+
+def contents(blocks: list) -> list[Heading]:
+    """The level-2 headings of a document, in order; folded ones are left out (a link into a closed
+    section would land on nothing visible)."""
+    return [block for block in blocks if isinstance(block, Heading) and block.level == 2]

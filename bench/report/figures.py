@@ -12,6 +12,7 @@ from .analysis import Analysis
 from .curves import plot_cascades, plot_metric_curves, with_architecture
 from .heatmaps import plot_agreement, plot_architecture_heatmap
 from .load import CASCADE_METRIC
+from .leaderboard import plot_leaderboard
 from .pareto import plot_pareto
 from .saliency_grid import plot_saliency_grids
 
@@ -22,6 +23,7 @@ FIGURES_DIR = "figures"
 class FigureSet:
     """Written figures, as (name, path) pairs where there is one per architecture, metric or measure."""
 
+    leaderboard: Path | None = None
     pareto: Path | None = None
     agreement: Path | None = None
     heatmaps: list[tuple[str, Path]] = field(default_factory=list)
@@ -36,6 +38,7 @@ def write_figures(analysis: Analysis) -> FigureSet:
     directory = run.path / FIGURES_DIR
     directory.mkdir(parents=True, exist_ok=True)
     figures = FigureSet()
+    figures.leaderboard = plot_leaderboard(analysis.aggregates, directory / "leaderboard.png")
     if run.timings is not None and not analysis.cells.empty:
         figures.pareto = plot_pareto(analysis.cells, run.timings, analysis.methods, directory / "pareto.png")
     figures.agreement = plot_agreement(analysis.agreement, directory / "metric_agreement.png")

@@ -21,7 +21,10 @@ CASCADE_METRIC = "model_randomisation_cascading"
 
 # Only these columns may hold "no value"; names such as a model called "NA" must stay strings.
 _NUMERIC = {"score", "x", "y", "median_s", "iqr_s", "images_per_s", "forward_passes", "backward_passes",
-            "roofline_s", "efficiency", "peak_memory_bytes"}
+            "roofline_s", "efficiency", "peak_memory_bytes", "rounds", "iqr_fraction", "roofline_iqr_fraction"}
+#: IQR / median above which a timing is not trusted, for a timings.csv written before the runner
+#: recorded its own verdict (bench.timing.RoundPolicy's default target).
+NOISY_IQR_FRACTION = 0.1
 
 
 @dataclass
@@ -47,7 +50,12 @@ class Run:
     @property
     def errors(self) -> pd.DataFrame:
         """Rows of cells that failed."""
-        return self.scores[self.scores["status"] != "ok"]
+        return self.scores[self.scores["status"] == "error"]
+
+    @property
+    def not_applicable(self) -> pd.DataFrame:
+        """Rows of cells whose method refused the architecture (adapters.NotApplicable): not failures."""
+        return self.scores[self.scores["status"] == "not_applicable"]
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
@@ -58,6 +66,21 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     for column in _NUMERIC & set(frame.columns):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame
+
+
+def _with_spread(timings: pd.DataFrame) -> pd.DataFrame:
+    """``rounds``, ``iqr_fraction`` and a boolean ``noisy`` on every row, derived from median and IQR
+    where an older timings.csv lacks them."""
+    if "iqr_fraction" not in timings.columns:
+        timings["iqr_fraction"] = timings["iqr_s"] / timings["median_s"]
+    for column in ("rounds", "roofline_iqr_fraction"):
+        if column not in timings.columns:
+            timings[column] = np.nan
+    if "noisy" in timings.columns:
+        timings["noisy"] = timings["noisy"].astype(str).str.strip().str.lower().isin(["true", "1"])
+    else:
+        timings["noisy"] = ~(timings["iqr_fraction"] <= NOISY_IQR_FRACTION)
+    return timings
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -84,8 +107,7 @@ def load_run(run_dir: str | Path) -> Run:
     timings = None
     if (path / "timings.csv").is_file():
         timings = _read_csv(path / "timings.csv", TIMING_COLUMNS)
-        if timings.empty:
-            timings = None
+        timings = None if timings.empty else _with_spread(timings)
 
     zoo = json.loads((path / "zoo.json").read_text()) if (path / "zoo.json").is_file() else None
     completeness_path = path / "completeness.json"

@@ -1,7 +1,7 @@
 """Render a report document to GitHub-flavoured Markdown."""
 from __future__ import annotations
 
-from .document import Block, Bullets, Code, Heading, Image, Paragraph, Table
+from .document import Block, Bullets, Code, Contents, Details, Heading, Image, Paragraph, Table, anchor, contents
 
 
 def _cell(value: object) -> str:
@@ -19,8 +19,7 @@ def table(block: Table) -> str:
     return "\n".join(lines)
 
 
-def render(blocks: list[Block]) -> str:
-    """The whole document, blocks separated by blank lines."""
+def _blocks(blocks: list[Block], everything: list[Block]) -> list[str]:
     parts = []
     for block in blocks:
         if isinstance(block, Heading):
@@ -35,4 +34,15 @@ def render(blocks: list[Block]) -> str:
             parts.append(table(block))
         elif isinstance(block, Image):
             parts.append(f"![{block.caption}]({block.path})\n\n*{block.caption}*")
-    return "\n\n".join(parts) + "\n"
+        elif isinstance(block, Details):  # GitHub renders Markdown inside <details> when blank lines surround it
+            parts.append(f"<details><summary>{block.summary}</summary>")
+            parts += _blocks(block.blocks, everything)
+            parts.append("</details>")
+        elif isinstance(block, Contents):
+            parts.append("Contents: " + " · ".join(f"[{h.text}](#{anchor(h)})" for h in contents(everything)))
+    return parts
+
+
+def render(blocks: list[Block]) -> str:
+    """The whole document, blocks separated by blank lines."""
+    return "\n\n".join(_blocks(blocks, blocks)) + "\n"

@@ -23,7 +23,7 @@ from .load import Run
 OVERALL = "overall"
 
 
-def _ranks(means: np.ndarray) -> np.ndarray:
+def metric_ranks(means: np.ndarray) -> np.ndarray:
     """Ranks of methods (axis -2) per metric (axis -1) on the 1..n scale of all n methods; ``means``
     oriented so higher is better; NaN where a method has no mean."""
     ranks = rankdata(-means, axis=-2, nan_policy="omit")
@@ -46,8 +46,8 @@ def rank_table(run: Run, stats: ArchitectureStats) -> pd.DataFrame:
     """One row per method of the architecture: for each ranked metric and for ``overall``, the rank
     (column = name) and its 95% interval (``<name>_low``, ``<name>_high``); sorted best first."""
     directions = [metric_info(run.scores).at[m, "direction"] for m in stats.metrics]
-    point = _ranks(oriented(stats.mean, directions))
-    samples = _ranks(oriented(stats.samples, directions))
+    point = metric_ranks(oriented(stats.mean, directions))
+    samples = metric_ranks(oriented(stats.samples, directions))
     used = np.isfinite(stats.mean).sum(axis=0) >= 2  # one method alone is not a ranking
     table = pd.DataFrame(index=pd.Index(stats.methods, name="method"))
     names = [m for m, u in zip(stats.metrics, used) if u]

@@ -113,8 +113,10 @@ def plot_saliency_grids(paths: list[Path], labels: dict[tuple[str, str], str], m
                         directory: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """One grid per architecture found in ``paths``: ((architecture label, figure path) pairs,
     messages for map files that could not be read; one bad file must not cost the whole report)."""
+    from .token_grid import split_token_maps  # text models' maps: tokens, not pixels
+
+    paths, token_figures, skipped = split_token_maps(paths, labels, methods, directory)
     groups: dict[tuple[str, str], list[StoredMaps]] = {}
-    skipped = []
     for path in paths:
         try:
             stored = read_maps(path)
@@ -122,7 +124,7 @@ def plot_saliency_grids(paths: list[Path], labels: dict[tuple[str, str], str], m
             skipped.append(one_line(f"{path.name}: {type(error).__name__}: {error}"))
             continue
         groups.setdefault((stored.model, stored.dataset), []).append(stored)
-    written = []
+    written = token_figures
     for (model, dataset), stored in groups.items():
         label = labels.get((model, dataset), f"{model} / {dataset}")
         title = f"{label}: maps over images (|map| / 99th percentile)"

@@ -10,6 +10,8 @@ from .speed import best_timings, speed_matrix
 
 ERROR_CELL = "error"
 NO_SCORE_CELL = "no score"
+NOT_APPLICABLE_CELL = "n/a"
+NOISY_MARK = "~"  # the timing's spread never settled: approximate
 
 
 def _architecture_order(analysis: Analysis) -> list[str]:
@@ -34,19 +36,35 @@ def metric_table(analysis: Analysis, metric: str) -> pd.DataFrame:
             if row.n_images < totals[row.architecture]:
                 text += f" ({row.n_images}/{totals[row.architecture]})"
         table.at[row.method, row.architecture] = text
+    refused = analysis.run.not_applicable
+    for row in refused[refused["metric"] == metric].drop_duplicates(["model", "dataset", "method"]).itertuples():
+        label = analysis.labels.get((row.model, row.dataset))
+        if label in table.columns:
+            if row.method not in table.index:
+                table.loc[row.method] = None
+            table.at[row.method, label] = NOT_APPLICABLE_CELL
     return table.fillna(fmt.NO_VALUE)
 
 
-def rank_table_text(analysis: Analysis, architecture: str) -> pd.DataFrame:
-    """Ranks with intervals, best overall first; columns: overall mean rank, then each metric."""
+def rank_table_text(analysis: Analysis, architecture: str, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Ranks with intervals, best overall first; columns: overall mean rank, then each metric (or the
+    ``metrics`` given, without the overall column)."""
     ranks = analysis.rankings[architecture]
-    columns = [OVERALL, *ranked_metrics(ranks)]
+    columns = [OVERALL, *ranked_metrics(ranks)] if metrics is None else [m for m in ranked_metrics(ranks) if m in metrics]
     text = pd.DataFrame(index=ranks.index, columns=["mean rank (overall)" if c == OVERALL else c for c in columns],
                         dtype=object)
     for name, title in zip(columns, text.columns):
         text[title] = [fmt.rank(v, lo, hi) for v, lo, hi in
                        zip(ranks[name], ranks[f"{name}_low"], ranks[f"{name}_high"])]
     return text
+
+
+def family_rank_table(analysis: Analysis, architecture: str, family: str) -> pd.DataFrame:
+    """One family's per-score ranks on one architecture (empty when none of its scores ranks);
+    families split the rank table so that 40 scores never make one unreadable row."""
+    metrics = [str(m) for m in analysis.metrics.index[analysis.metrics["category"] == family]]
+    table = rank_table_text(analysis, architecture, metrics)
+    return table if len(table.columns) else pd.DataFrame()
 
 
 def agreement_table(analysis: Analysis) -> pd.DataFrame:
@@ -59,7 +77,10 @@ def speed_table(analysis: Analysis, value: str) -> pd.DataFrame:
     models = list(dict.fromkeys(st.architecture.model for st in analysis.stats))
     wide = speed_matrix(timings, value, analysis.methods, models)
     formatter = fmt.throughput if value == "images_per_s" else fmt.number
-    return wide.map(lambda v: formatter(float(v))).rename_axis(index="method", columns=None)
+    noisy = speed_matrix(timings.assign(noisy=timings["noisy"].astype(float)), "noisy", analysis.methods, models)
+    text = wide.map(lambda v: formatter(float(v)))
+    marked = text.where(~(noisy.reindex_like(text).fillna(0) > 0), NOISY_MARK + text)
+    return marked.where(text != fmt.NO_VALUE, text).rename_axis(index="method", columns=None)
 
 
 def timing_details(analysis: Analysis) -> pd.DataFrame:
@@ -77,7 +98,11 @@ def timing_details(analysis: Analysis) -> pd.DataFrame:
         "device": t["device"],
         "median (ms/batch)": [fmt.number(1000 * v) for v in t["median_s"]],
         "IQR (ms)": [fmt.number(1000 * v) for v in t["iqr_s"]],
-        "images/s": [fmt.throughput(v) for v in t["images_per_s"]],
+        "images/s": [f"{NOISY_MARK if n else ''}{fmt.throughput(v)}" for v, n in zip(t["images_per_s"], t["noisy"])],
+        "rounds": [fmt.NO_VALUE if pd.isna(r) else str(int(r)) for r in t["rounds"]],
+        "IQR / median": [fmt.number(v) for v in t["iqr_fraction"]],
+        "roofline IQR / median": [fmt.number(v) for v in t["roofline_iqr_fraction"]],
+        "noisy": ["yes" if n else "" for n in t["noisy"]],
         "passes fwd/bwd per image": [f"{fmt.number(f)}/{fmt.number(b)}"
                                      for f, b in zip(t["forward_passes"], t["backward_passes"])],
         "roofline (ms/batch)": [fmt.number(1000 * v) for v in t["roofline_s"]],

@@ -63,6 +63,7 @@ def summary_table(run_dir: str | Path) -> str:
         return table
     status = "complete" if record.get("complete") else "PARTIAL RUN"
     line = (f"{status}: {record['done']} of {record['planned']} planned cells done, {record['failed']} failed, "
+            f"{record.get('not_applicable', 0)} not applicable, "
             f"{len(record.get('missing', []))} missing, {len(record.get('damaged', []))} refused"
             + ("; MIXED library versions" if record.get("mixed_versions") else ""))
     return f"{table}\n{line}"

@@ -162,6 +162,27 @@ def test_multihead_attention_layouts(batch_first, kdim):
     torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
 
 
+
+@pytest.mark.parametrize("options", [{}, {"need_weights": True}, {"need_weights": True, "average_attn_weights": False}],
+                         ids=["no_weights", "averaged_weights", "per_head_weights"])
+@pytest.mark.parametrize("width, heads, tokens", [(8, 2, 5), (64, 4, 65), (96, 12, 197)])
+def test_no_grad_capture_returns_what_the_caller_asked_for(options, width, heads, tokens):
+    """Without gradients the capture reads the native fast path's own per-head weights: the caller
+    still gets bit-identical outputs (and the weights it asked for, or None), and the capture equals
+    need_weights=True attention exactly, at the zoo ViT's and ViT-B/16's token counts."""
+    torch.manual_seed(0)
+    module = nn.MultiheadAttention(width, heads, batch_first=True).eval()
+    x = torch.randn(3, tokens, width)
+    with torch.no_grad():
+        plain = module(x, x, x, **{"need_weights": False, **options})
+        reference = module(x, x, x, need_weights=True, average_attn_weights=False)[1]
+        with capture_attention(module) as captured:
+            out = module(x, x, x, **{"need_weights": False, **options})
+    assert torch.equal(out[0], plain[0])
+    assert (out[1] is None) == (plain[1] is None) and (plain[1] is None or torch.equal(out[1], plain[1]))
+    assert torch.equal(captured.probabilities[0], reference)
+    assert not module._forward_hooks and not module._forward_pre_hooks
+
 def test_masked_attention_is_refused():
     module = OneAttention(True).eval()
     with pytest.raises(AttributionError, match="'attention' is called with attn_mask"):
@@ -191,7 +212,7 @@ def test_keep_graph_without_gradients_is_refused(vit, images):
 
 def test_a_model_without_attention_is_refused_by_name(make_model):
     with pytest.raises(AttributionError, match=r"has no supported attention module \(torch\.nn\.MultiheadAttention "
-                                               r"\(torchvision ViT\) or timm Attention"):
+                                               r"\(torchvision ViT\), timm Attention .* BertSelfAttention"):
         attention_layers(make_model(0), "method 'x'")
 
 

@@ -1,11 +1,12 @@
-"""Guided Backprop guides every rectifier module, ReLU6 included (Captum hooks nn.ReLU only, so on a
-ReLU6 network its GuidedBackprop is exactly the gradient); other activations are refused."""
+"""Guided Backprop, Deconvolution and Guided Grad-CAM rectify at every rectifier module, ReLU6 included
+(Captum hooks nn.ReLU only, so on a ReLU6 network its GuidedBackprop is exactly the gradient); other
+activations are refused as not applicable."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
-from captum.attr import GuidedBackprop
+from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam
 from torch import Tensor, nn
 
 import adapters
@@ -105,7 +106,39 @@ class FunctionalReLU(nn.Module):
     (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 14, 3)).eval(), r"no rectifier module"),
 ], ids=["functional_relu", "leaky_relu", "gelu", "no_rectifier"])
 def test_activations_it_cannot_guide_are_refused(model: nn.Module, match: str, x: Tensor) -> None:
-    with pytest.raises(adapters.AttributionError, match=match):
-        adapters.get("guided_backprop").attribute(model, x, 0)
+    for name in ("guided_backprop", "deconvolution"):
+        with pytest.raises(adapters.NotApplicable, match=match):
+            adapters.get(name).attribute(model, x, 0)
     with pytest.raises(adapters.AttributionError, match="guided"):
         check_guided_rectifiers(model, x, "guided")
+
+
+def test_deconvolution_rectifies_at_relu6_and_equals_captum_on_relu() -> None:
+    """Deconvolution ignores the forward mask, so on inputs that keep every ReLU6 below its clip a
+    ReLU6 network's deconvolution equals Captum's on the same weights with nn.ReLU; Captum itself
+    passes the plain gradient through ReLU6."""
+    x = 0.05 * torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))  # no unit reaches 6
+    relu6, relu = tiny(nn.ReLU6), tiny(nn.ReLU)
+    ours = adapters.get("deconvolution", reduction="sum").attribute(relu6, x, TARGET)
+    captum_relu = Deconvolution(relu).attribute(x.clone().requires_grad_(), target=TARGET).sum(1, keepdim=True)
+    assert torch.equal(ours, captum_relu)
+    captum_relu6 = Deconvolution(relu6).attribute(x.clone().requires_grad_(), target=TARGET).sum(1, keepdim=True)
+    inputs = x.clone().requires_grad_()
+    (plain,) = torch.autograd.grad(relu6(inputs).gather(1, TARGET[:, None]).sum(), inputs)
+    plain = plain.sum(1, keepdim=True)
+    torch.testing.assert_close(captum_relu6, plain)
+    assert not torch.allclose(ours, plain, rtol=1e-3, atol=1e-7)
+
+
+def test_guided_gradcam_guides_relu6(x: Tensor) -> None:
+    """Our guided_gradcam = Captum's GuidedGradCam whose Guided Backprop also guides ReLU6: equal to
+    Captum's on the ReLU twin where no ReLU6 unit clips, and not Captum's plain-gradient product on ReLU6."""
+    small = 0.05 * x / 4
+    relu6, relu = tiny(nn.ReLU6), tiny(nn.ReLU)
+    ours = adapters.get("guided_gradcam", layer="4", reduction="sum").attribute(relu6, small, TARGET)
+    reference = GuidedGradCam(relu, relu[4]).attribute(small.clone().requires_grad_(), target=TARGET,
+                                                      interpolate_mode="nearest").sum(1, keepdim=True)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-9)
+    unguided = GuidedGradCam(relu6, relu6[4]).attribute(small.clone().requires_grad_(), target=TARGET,
+                                                       interpolate_mode="nearest").sum(1, keepdim=True)
+    assert not torch.allclose(ours, unguided, rtol=1e-3, atol=1e-9)

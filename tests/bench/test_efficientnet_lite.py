@@ -158,7 +158,8 @@ def test_imagenet_configuration_covers_every_method_and_mask_free_score() -> Non
     config = load_config("imagenet")
     assert validate(config) == []
     assert set(config.methods) == set(adapters.names())
-    assert set(config.metrics) == {n for n in metrics.names() if "mask" not in metrics.get(n).inputs}
+    assert set(config.metrics) == {n for n in metrics.names()
+                                   if "mask" not in metrics.get(n).inputs and "image" in metrics.get(n).modalities}
     groups = [g for g in plan(config) if g.metrics]
     assert {m for g in groups for m in g.metrics} == set(config.metrics) - {"data_randomisation"}
     on_lite1 = {g.method for g in groups if g.model == "efficientnet_lite1"}

@@ -38,6 +38,12 @@ def test_spec_builds_and_maps_a_batch_to_logits(name: str) -> None:
     spec = get_spec(name)
     model = _built(name)
     assert not model.training
+    if spec.modality == "text":  # token ids (N, L) with [CLS] first; no Grad-CAM layer on tokens
+        ids = torch.randint(0, model.vocab_size, (2, *spec.input_size))
+        ids[:, 0] = model.cls_id
+        with torch.no_grad():
+            assert model(ids).shape == (2, spec.num_classes)
+        return
     x = torch.randn(2, 3, *spec.input_size)
     captured = _output_of(model, spec.gradcam_layer, x)
     assert captured["logits"].shape == (2, spec.num_classes)

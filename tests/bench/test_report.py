@@ -2,6 +2,7 @@
 2 models x 4 methods x 4 metrics x 6 images, one failed cell, some NaN scores)."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -131,12 +132,16 @@ def _mean_ci(text: str) -> tuple[float, float, float]:
 def test_report_and_figures_are_written(run: tuple[Path, dict, str]) -> None:
     root, _, markdown = run
     assert (root / "report.html").read_text().startswith("<!DOCTYPE html>")
-    for name in ["pareto", "metric_agreement", "heatmap_cnn_a__synthetic", "heatmap_cnn_b__synthetic",
+    html = (root / "report.html").read_text()
+    for name in ["leaderboard", "pareto", "metric_agreement", "heatmap_cnn_a__synthetic", "heatmap_cnn_b__synthetic",
                  "curves_deletion", "curves_insertion", "cascade_spearman_abs", "saliency_cnn_a__synthetic",
                  "saliency_cnn_b__synthetic"]:
         path = root / "figures" / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        assert f"(figures/{name}.png)" in markdown and f'src="figures/{name}.png"' in (root / "report.html").read_text()
+        assert f"(figures/{name}.png)" in markdown, name
+        # The HTML is one file that opens offline: every figure is embedded, none referenced.
+        assert f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"' in html, name
+    assert 'src="figures/' not in html
     for text in ["abc1234", "test cpu", "iterations trimmed to 5", "Model zoo", "cnn_a_synthetic"]:
         assert text in markdown
 
@@ -145,14 +150,14 @@ def test_metric_tables_hold_the_means_per_method_and_architecture(run: tuple[Pat
     _, expected, markdown = run
     for metric, (category, direction, _) in METRICS.items():
         arrow = "↑" if direction == "higher" else "↓"
-        table = _table_after(markdown, f"### {metric} ({category}, {arrow} {direction} is better)")
+        table = _table_after(markdown, f"#### {metric} ({category}, {arrow} {direction} is better)")
         assert table[0] == ["method", "cnn_a", "cnn_b"]
         assert [r[0] for r in table[1:]] == list(METHODS)  # configuration order, not file order
-    insertion = _table_after(markdown, "### insertion")
+    insertion = _table_after(markdown, "#### insertion")
     good_a = sum(expected[("cnn_a", "good", "insertion")]) / N_IMAGES  # plain mean, no NaN in this cell
     assert _mean_ci(_cell(insertion, "good", "cnn_a"))[0] == pytest.approx(good_a, abs=5e-4)
     for (model, method, metric), values in expected.items():  # every other cell, NaN-aware
-        shown = _mean_ci(_cell(_table_after(markdown, f"### {metric}"), method, model))[0]
+        shown = _mean_ci(_cell(_table_after(markdown, f"#### {metric}"), method, model))[0]
         assert shown == pytest.approx(np.nanmean(values), abs=5e-4), (model, method, metric)
 
 
@@ -160,7 +165,7 @@ def test_nan_scores_are_skipped_and_counted(run: tuple[Path, dict, str]) -> None
     _, expected, markdown = run
     model, method, metric, nan_images = NAN_CELL
     finite = [v for i, v in enumerate(expected[(model, method, metric)]) if i not in nan_images]
-    cell = _cell(_table_after(markdown, f"### {metric}"), method, model)
+    cell = _cell(_table_after(markdown, f"#### {metric}"), method, model)
     assert _mean_ci(cell)[0] == pytest.approx(sum(finite) / len(finite), abs=5e-4)
     assert cell.endswith(f"({N_IMAGES - len(nan_images)}/{N_IMAGES})")
     counts = _table_after(markdown, "## No score")
@@ -171,7 +176,7 @@ def test_bootstrap_intervals_bracket_the_mean(run: tuple[Path, dict, str]) -> No
     _, _, markdown = run
     widths = []
     for metric in METRICS:
-        for row in _table_after(markdown, f"### {metric}")[1:]:
+        for row in _table_after(markdown, f"#### {metric}")[1:]:
             for cell in row[1:]:
                 if cell != "error":
                     mean, low, high = _mean_ci(cell)
@@ -191,10 +196,14 @@ def test_bootstrap_is_seeded_and_skips_nan() -> None:
 def test_ranking_puts_the_clearly_better_method_first(run: tuple[Path, dict, str]) -> None:
     _, _, markdown = run
     for model in MODELS:
-        table = _table_after(markdown, f"### {model}")
-        assert table[0][:2] == ["method", "mean rank (overall)"]
+        table = _table_after(markdown, f"*{model}: aggregate rank")
+        assert table[0][:2] == ["method", "aggregate rank"]
+        assert table[0][2:5] == ["faithfulness", "localisation", "sanity"]  # the registry's family order
         assert [r[0] for r in table[1:]] == ["good", "saliency", "gradcam", "random"]
         assert table[1][1] == "1 [1, 1]"
+        per_score = _table_after(markdown, f"*{model}: rank per faithfulness score")
+        assert per_score[0] == ["method", "deletion", "insertion"]  # one family's scores only
+        assert per_score[1][0] == "good"
 
 
 def test_metric_agreement(run: tuple[Path, dict, str]) -> None:
@@ -207,7 +216,7 @@ def test_metric_agreement(run: tuple[Path, dict, str]) -> None:
 def test_error_rows_are_listed(run: tuple[Path, dict, str]) -> None:
     root, _, markdown = run
     model, method, metric = ERROR_CELL
-    assert _cell(_table_after(markdown, f"### {metric}"), method, model) == "error"
+    assert _cell(_table_after(markdown, f"#### {metric}"), method, model) == "error"
     errors = _table_after(markdown, "## Failed cells")
     assert [model, DATASET, method, metric, "0", ERROR_MESSAGE] in errors[1:]
     assert ERROR_MESSAGE in (root / "report.html").read_text()
@@ -231,7 +240,7 @@ def test_run_without_timings_still_builds(bare: tuple[Path, str]) -> None:
     assert "no timings" in speed.lower()
     assert not (root / "figures" / "pareto.png").exists()
     assert (root / "figures" / "heatmap_cnn_a__synthetic.png").exists()
-    assert "## Failed cells" in markdown and "## Ranking" in markdown
+    assert "## Failed cells" in markdown and "## Leaderboard" in markdown
     assert f"cnn_a__{DATASET}__good.pt" in markdown  # the unreadable map file is named, not fatal
     assert not (root / "figures" / f"saliency_cnn_a__{DATASET}.png").exists()
 

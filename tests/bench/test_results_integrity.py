@@ -207,7 +207,7 @@ def test_a_partial_run_is_reported_as_partial(tmp_path, capsys) -> None:
     (run_dir / "metadata.json").unlink()
     assert main(["report", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "PARTIAL RUN: 4 of 6 planned cells done, 0 failed, 2 missing" in out
+    assert "PARTIAL RUN: 4 of 6 planned cells done, 0 failed, 0 not applicable, 2 missing" in out
     markdown = (run_dir / "report.md").read_text()
     assert "**PARTIAL RUN**: 2 of 6 planned cells" in markdown
     assert all(f"cells/{p.name}" in markdown for p in removed)

@@ -65,12 +65,29 @@ def test_a_failing_cell_becomes_an_error_row_and_the_run_goes_on(tmp_path) -> No
     assert set(ok.method) == {"saliency", "random"} and set(ok.metric) == {"deletion"}
 
 
+def test_a_method_refusing_the_architecture_is_recorded_as_not_applicable(tmp_path) -> None:
+    """Guided Backprop has no rule for a ViT's GELU: adapters.NotApplicable -> a "not_applicable"
+    row, counted apart from failures; the run is complete and the other cells ran."""
+    config = _config(tmp_path, models=["small_cnn", "vit_slim"], methods={"saliency": {}, "guided_backprop": {}},
+                     metrics={"deletion": {"n_steps": 4}}, n_images=2)
+    run_dir = run(config, echo=lambda *_: None)
+    scores = pd.read_csv(run_dir / "scores.csv", keep_default_na=False)
+    refused = scores[scores.status == "not_applicable"]
+    assert list(zip(refused.model, refused.method)) == [("vit_slim", "guided_backprop")]
+    assert "NotApplicable" in refused.error.iloc[0] and "'gelu'" in refused.error.iloc[0]
+    assert (scores.status[scores.status != "not_applicable"] == "ok").all() and len(scores) == 3 * 2 + 1
+    completeness = json.loads((run_dir / "completeness.json").read_text())
+    assert (completeness["done"], completeness["failed"], completeness["not_applicable"]) == (3, 0, 1)
+    assert completeness["complete"]
+
+
 @pytest.mark.slow
 def test_timing_cells_are_measured_with_pytest_benchmark(tmp_path) -> None:
     # Occlusion's cost depends on the image size: the timing cell must pass it (it once did not).
     config = _config(tmp_path, methods={"saliency": {}, "occlusion": {"window": 32, "stride": 32}},
                      metrics={"deletion": {"n_steps": 4}},
-                     timing={"enabled": True, "batch_sizes": [2], "rounds": 2, "warmup_rounds": 1})
+                     timing={"enabled": True, "batch_sizes": [2], "rounds": 2, "warmup_rounds": 1,
+                             "max_rounds": 6, "max_seconds": 30})
     run_dir = run(config, echo=lambda *_: None)
     bench = json.loads((run_dir / "benchmark.json").read_text())
     assert len(bench["benchmarks"]) == 2
@@ -79,7 +96,9 @@ def test_timing_cells_are_measured_with_pytest_benchmark(tmp_path) -> None:
     info = next(b for b in bench["benchmarks"] if b["extra_info"]["method"] == "saliency")["extra_info"]
     assert info["batch_size"] == 2
     assert info["efficiency"] > 0 and info["images_per_s"] > 0 and info["device"] == "cpu"
-    assert all(b["stats"]["rounds"] == 2 for b in bench["benchmarks"])
+    # Adaptive rounds: at least 4 (the settling minimum), at most max_rounds; the verdict is recorded.
+    assert all(4 <= b["stats"]["rounds"] <= 6 for b in bench["benchmarks"])
+    assert all(isinstance(b["extra_info"]["noisy"], bool) for b in bench["benchmarks"])
     assert "torch" in bench["machine_info"] and "cudnn" in bench["machine_info"]
     timings = pd.read_csv(run_dir / "timings.csv")
     assert timings.loc[0, "model"] == "small_cnn" and timings.loc[0, "roofline_s"] > 0
