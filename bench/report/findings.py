@@ -21,8 +21,12 @@ TOP = 3  # methods named per "fastest" / "best" line
 SIMILARITY_PASS_BELOW = 0.5
 #: A sanity check where higher is better (eMPRT's rise in entropy) is passed above this.
 RISE_PASS_ABOVE = 0.0
-#: A method localises when its mean is at least this on most of the localisation scores (all in [0, 1]).
+#: A method localises when, on most of the localisation scores (all in [0, 1]), its mean is at least
+#: this far from chance to perfect: (mean - chance) / (1 - chance) >= LOCALISES_AT, chance being the
+#: random control's mean on the same architecture and score (AUC's chance is 0.5, the pointing
+#: game's the mask's share of the image), or 0 when the run has no random control.
 LOCALISES_AT = 0.5
+CHANCE_CONTROL = "random"
 SANITY, LOCALISATION, FAITHFULNESS = "sanity", "localisation", "faithfulness"
 
 
@@ -96,12 +100,16 @@ def sanity_verdicts(cells: pd.DataFrame) -> list[SanityVerdict]:
 
 
 def localisation(cells: pd.DataFrame, methods: list[str]) -> tuple[list[str], list[str]]:
-    """(methods at or above LOCALISES_AT on most of their localisation scores, best first; the others)."""
+    """(methods at least LOCALISES_AT of the way from chance to perfect on most of their localisation
+    scores, best first; the others). The chance control itself is in neither list."""
     rows = cells[(cells["category"] == LOCALISATION) & (cells["n_images"] > 0)]
     if rows.empty:
         return [], []
-    per_method = rows.groupby("method").agg(hits=("mean", lambda m: float((m >= LOCALISES_AT).mean())),
-                                            mean=("mean", "mean"))
+    chance = rows[rows["method"] == CHANCE_CONTROL].groupby("metric")["mean"].mean()
+    rows = rows[rows["method"] != CHANCE_CONTROL].assign(chance=lambda r: r["metric"].map(chance).fillna(0.0))
+    above = (rows["mean"] - rows["chance"]) / (1.0 - rows["chance"]).clip(lower=1e-9)
+    per_method = rows.assign(hit=above >= LOCALISES_AT).groupby("method").agg(
+        hits=("hit", "mean"), mean=("mean", "mean"))
     per_method = per_method.reindex([m for m in methods if m in per_method.index])
     good = per_method[per_method["hits"] > 0.5].sort_values("mean", ascending=False, kind="stable")
     return list(good.index), [m for m in per_method.index if m not in set(good.index)]

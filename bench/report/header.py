@@ -22,7 +22,7 @@ def completeness(analysis: Analysis) -> list[Block]:
                           "the runner), so nothing shows that every planned cell is here.")]
     missing, damaged = record.get("missing", []), record.get("damaged", [])
     line = (f"Cells planned: {record['planned']}; done: {record['done']}; failed: {record['failed']}; "
-            f"missing: {len(missing)}; refused (damaged or other settings): {len(damaged)}.")
+            f"not applicable: {record.get('not_applicable', 0)}; missing: {len(missing)}; refused (damaged or other settings): {len(damaged)}.")
     if record.get("not_in_plan"):
         line += (f" {record['not_in_plan']} file(s) in cells/ belong to other settings and are not read "
                  "(delete them to clear the directory).")

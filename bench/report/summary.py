@@ -5,7 +5,7 @@ from . import formatting as fmt
 from .aggregate import AGGREGATE, LATEC, family_names
 from .analysis import Analysis
 from .document import Block, Bullets, Heading, Paragraph, Table
-from .findings import (LOCALISES_AT, RISE_PASS_ABOVE, SIMILARITY_PASS_BELOW, ArchitectureFindings, Ranked,
+from .findings import (CHANCE_CONTROL, LOCALISES_AT, RISE_PASS_ABOVE, SIMILARITY_PASS_BELOW, ArchitectureFindings, Ranked,
                        anomalies, architecture_findings)
 
 NOISY_MARK = "~"  # before a timing whose spread stayed above the target: read it as approximate
@@ -65,7 +65,8 @@ def rules(analysis: Analysis) -> Paragraph:
         f"bootstrap interval over images ({analysis.n_resamples} paired resamples). Sanity checks: a similarity "
         f"score passes below {SIMILARITY_PASS_BELOW} (the map changed once the model was randomised), a score "
         f"where higher is better (entropy rise) above {RISE_PASS_ABOVE:g}; '?' = the interval straddles the "
-        f"threshold. Localises: mean at least {LOCALISES_AT} on most localisation scores. '{NOISY_MARK}' = a "
+        f"threshold. Localises: on most localisation scores, at least {LOCALISES_AT:g} of the way from chance (the "
+        f"{CHANCE_CONTROL} control's mean, 0 without it) to a perfect 1. '{NOISY_MARK}' = a "
         "timing whose spread never settled (see anomalies).")
 
 

@@ -120,3 +120,15 @@ def test_shared_rendering_serves_shorter_datasets_with_identical_images() -> Non
     assert torch.equal(long_images, direct.images) and torch.equal(long_labels, direct.labels)
     assert torch.equal(short_images, direct.images[:5]) and torch.equal(again, direct.images[:7])
     assert zoo._rendered is None  # nothing held once the block ends
+
+
+def test_image_entries_keep_their_fingerprints() -> None:
+    """A field added to ZooEntry for one family (text's token_dropout) must not change the other
+    entries' fingerprints: that silently retrains every cached model. Changing a recipe on purpose
+    changes its fingerprint here too, on purpose."""
+    from bench import zoo as zoo_module
+
+    pinned = {"small_cnn-synthetic": "cd9c16d896bb", "vit_slim-synthetic": "3a0466ea3c8f",
+              "small_cnn-shortcut": "0ee5501f14a3", "small_cnn-textures": "4fcd427eb909",
+              "small_cnn-synthetic-shuffled": "e988ee8aef61", "resnet18_slim-synthetic": "62aa801aaec9"}
+    assert {name: zoo_module.ENTRIES[name].fingerprint() for name in pinned} == pinned
