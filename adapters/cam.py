@@ -35,7 +35,8 @@ def check_layout(layout: str | None) -> str | None:
 
 
 class _Swap:
-    """Forward hook that replaces a layer's output by a leaf copy requiring grad, once per forward."""
+    """Forward hook that keeps a layer's output as a leaf (requiring grad when asked) and lets the
+    network continue from a copy of it, once per forward."""
 
     def __init__(self, name: str, grad: bool) -> None:
         self.name, self.grad = name, grad
@@ -49,7 +50,10 @@ class _Swap:
             raise AttributionError(f"layer {self.name!r} runs more than once per forward; pick a layer "
                                    "that is called once")
         self.output = output.detach().requires_grad_(self.grad)
-        return self.output
+        # The network goes on with a copy: an in-place module after the layer (VGG's
+        # ReLU(inplace=True)) would otherwise overwrite the captured activations (and, with
+        # gradients, fail on the leaf). The copy is the layer's own output, so logits are unchanged.
+        return self.output.clone()
 
 
 def capture_layer(model: nn.Module, name: str, layer: nn.Module, x: Tensor, target: Tensor | None,

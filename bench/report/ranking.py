@@ -49,14 +49,15 @@ def rank_table(run: Run, stats: ArchitectureStats) -> pd.DataFrame:
     point = metric_ranks(oriented(stats.mean, directions))
     samples = metric_ranks(oriented(stats.samples, directions))
     used = np.isfinite(stats.mean).sum(axis=0) >= 2  # one method alone is not a ranking
-    table = pd.DataFrame(index=pd.Index(stats.methods, name="method"))
     names = [m for m, u in zip(stats.metrics, used) if u]
     columns = {OVERALL: (_mean_rank(point, used), _mean_rank(samples, used))}
     columns.update({m: (point[:, k], samples[:, :, k]) for k, m in enumerate(stats.metrics) if used[k]})
-    for name in [OVERALL, *names]:
+    data = {}
+    for name in [OVERALL, *names]:  # built as one frame: column by column fragments it (and warns)
         estimate, resampled = columns[name]
         low, high = percentile_interval(resampled)
-        table[name], table[f"{name}_low"], table[f"{name}_high"] = estimate, low, high
+        data.update({name: estimate, f"{name}_low": low, f"{name}_high": high})
+    table = pd.DataFrame(data, index=pd.Index(stats.methods, name="method"))
     return table.sort_values(OVERALL, na_position="last", kind="stable")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import NotApplicable
 from bench.config import from_dict, load_config
 from bench.device import resolve_device
 from bench.grid import build_method, load_subject, plan
@@ -38,6 +39,8 @@ def pytest_generate_tests(metafunc) -> None:
     timing = config.timing
     cells = []
     for group in plan(config):
+        if not group.metrics:  # not applicable on this model (attention methods on a CNN), as the manifest skips it
+            continue
         if timing.methods is not None and group.method not in timing.methods:
             continue
         if timing.models is not None and group.model not in timing.models:
@@ -78,7 +81,10 @@ def test_grid_timing(benchmark, timing_cell) -> None:
     attribute = lambda: method.attribute(subject.model, x, target, **kwargs)  # noqa: E731
     started = time.perf_counter()
     device.reset_peak_memory()
-    attribute()  # the first warm-up round, which also gives the method's peak memory (roofline apart)
+    try:
+        attribute()  # the first warm-up round, which also gives the method's peak memory (roofline apart)
+    except NotApplicable as refusal:  # the method refuses the architecture (GELU for guided backprop)
+        pytest.skip(f"not applicable: {refusal}")
     peak = device.peak_memory_bytes()
     rounds = Rounds()
     if passes is not None:

@@ -255,3 +255,24 @@ def test_maps_are_non_negative_and_differ_between_methods():
     distances = torch.cdist(flat, flat)
     assert distances[~torch.eye(len(maps), dtype=torch.bool)].min() > 1e-3, "no two CAMs are the same map"
     assert np.isfinite(distances.numpy()).all()
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam_pp", "eigencam", "scorecam"])
+def test_an_inplace_relu_after_the_layer_changes_nothing(name) -> None:
+    """vgg_slim's Grad-CAM layer (a BatchNorm) feeds ReLU(inplace=True): the captured activations
+    must be the layer's own output, not overwritten by the ReLU, and the backward must not fail on
+    them. The same network with out-of-place ReLUs gives the same maps."""
+    from bench.models import get_spec
+
+    spec = get_spec("vgg_slim")
+    torch.manual_seed(0)
+    inplace = spec.builder(4).eval()
+    outofplace = spec.builder(4).eval()
+    outofplace.load_state_dict(inplace.state_dict())
+    for module in outofplace.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    params = {**adapters.get_class(name).quick_params(), "layer": spec.gradcam_layer}
+    expected = adapters.get(name, **params).attribute(outofplace, x, [0, 3])
+    torch.testing.assert_close(adapters.get(name, **params).attribute(inplace, x, [0, 3]), expected)
