@@ -8,7 +8,7 @@ import pandas as pd
 
 from .cells import ArchitectureStats, oriented
 from .formatting import ARROWS, number
-from .plotting import plt, save, sns, style
+from .plotting import finish_heatmap, plt, save, sns, style
 
 
 def normalise_per_metric(means: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -34,14 +34,7 @@ def plot_architecture_heatmap(stats: ArchitectureStats, directions: list[str], p
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.45 * len(stats.methods) + 1.8))
     sns.heatmap(frame, annot=labels, fmt="", cmap="viridis", vmin=0.0, vmax=1.0, ax=ax,
                 annot_kws={"fontsize": 7}, cbar_kws={"label": "normalised per metric (1 = best)"})
-    ax.set_facecolor("#e6e6e6")
-    ax.set_title(f"{stats.architecture.label}: mean score per method and metric")
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="x", rotation=40)
-    for tick in ax.get_xticklabels():
-        tick.set_ha("right")
-    return save(fig, path)
+    return finish_heatmap(fig, ax, f"{stats.architecture.label}: mean score per method and metric", path, 40)
 
 
 def plot_agreement(agreement: pd.DataFrame, path: Path) -> Path | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import AGGREGATE
-from .plotting import plt, save, sns, style
+from .plotting import finish_heatmap, plt, sns, style
 
 
 def leaderboard_frames(aggregates: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,11 +40,5 @@ def plot_leaderboard(aggregates: dict[str, pd.DataFrame], path: Path) -> Path | 
     sns.heatmap(values.astype(float), annot=text.to_numpy(), fmt="", cmap="viridis_r", vmin=0.0, vmax=1.0, ax=ax,
                 annot_kws={"fontsize": 6.5}, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "normalised aggregate rank (0 = best)"})
-    ax.set_facecolor("#e6e6e6")  # grey: the method did not run on that architecture
-    ax.set_title("Leaderboard: aggregate rank over the score families [95% interval]")
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="x", rotation=30)
-    for tick in ax.get_xticklabels():
-        tick.set_ha("right")
-    return save(fig, path)
+    # grey: the method did not run on that architecture
+    return finish_heatmap(fig, ax, "Leaderboard: aggregate rank over the score families [95% interval]", path, 30)

@@ -26,3 +26,16 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def finish_heatmap(fig: Figure, ax, title: str, path: Path, rotation: int) -> Path:
+    """The method x column heatmaps' common ending: grey where a cell has no value, the title, no
+    axis labels (the ticks name methods and columns), slanted column names; then :func:`save`."""
+    ax.set_facecolor("#e6e6e6")
+    ax.set_title(title)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", rotation=rotation)
+    for tick in ax.get_xticklabels():
+        tick.set_ha("right")
+    return save(fig, path)
