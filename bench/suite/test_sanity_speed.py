@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from adapters.base import Cost, Method
 from metrics.scores.sanity import model_randomisation_cascading
+from bench.suite.subjects import resnet18_batch
 
 SIZE = int(os.environ.get("SANITY_BENCH_SIZE", "224"))
 N_IMAGES = int(os.environ.get("SANITY_BENCH_N", "4"))
@@ -53,11 +54,7 @@ class Gradient(Method):
 
 @pytest.fixture(scope="module")
 def setup() -> dict[str, Any]:
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
-    x = torch.randn(N_IMAGES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    target = torch.arange(N_IMAGES) % 10
+    model, x, target = resnet18_batch(N_IMAGES, SIZE)
     method = Gradient()
     attributions = method.attribute(model, x, target)
     return {"model": model, "x": x, "target": target, "method": method, "attributions": attributions}

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 import metrics
 from metrics.perturb import forward_chunked, rows_per_chunk
+from bench.suite.subjects import resnet18_batch, smooth_maps_and_box
 
 SIZE = int(os.environ.get("SCORE_BENCH_SIZE", "32"))
 N_IMAGES = int(os.environ.get("SCORE_BENCH_N", "8"))
@@ -99,15 +100,8 @@ def count_passes(model: nn.Module, run: Callable[[Any], Any]) -> Counter:
 
 @pytest.fixture(scope="module")
 def setup() -> dict[str, Any]:
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
-    x = torch.randn(N_IMAGES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    target = torch.arange(N_IMAGES) % 10
-    noise = torch.rand(N_IMAGES, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    attributions = torch.nn.functional.avg_pool2d(noise, 9, stride=1, padding=4)
-    mask = torch.zeros(N_IMAGES, 1, SIZE, SIZE, dtype=torch.bool)
-    mask[:, :, SIZE // 4:SIZE // 2, SIZE // 4:3 * SIZE // 4] = True
+    model, x, target = resnet18_batch(N_IMAGES, SIZE)
+    attributions, mask = smooth_maps_and_box(N_IMAGES, SIZE)
     return {"model": model, "x": x, "target": target, "attributions": attributions, "mask": mask,
             "chunk": rows_per_chunk(model, x), "blocks": BLOCKS}
 
