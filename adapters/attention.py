@@ -45,7 +45,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from .base import Method
 from .budget import rows_for_budget, spans
-from .hf_attention import capture_hf_attention, hf_attention_modules, hf_heads
+from .hf_attention import capture_hf_attention, hf_heads, is_hf_attention
 from .errors import AttributionError, NotApplicable
 from .maps import upsample
 from .modality import is_token_model
@@ -89,13 +89,28 @@ class AttentionLayer:
         return hf_heads(self.module) if self.kind == "hf" else int(self.module.num_heads)
 
 
+#: What a method keeps of one layer's (N, heads, T, T) probabilities, applied as each is captured.
+LayerReduction = Callable[[Tensor], Tensor]
+
+
 @dataclass
 class CapturedAttention:
     """One forward's attention: ``probabilities[i]`` (N, heads, T_query, T_key) was computed by the
-    call ``names[i]`` (a module called twice appears twice), in forward order."""
+    call ``names[i]`` (a module called twice appears twice), in forward order; with ``reduce``,
+    ``reduce`` of it, computed as soon as the layer has run, so that only what a method needs of
+    each layer stays alive through the forward (the heads fused, one row) and not every layer's
+    full tensor."""
 
     names: list[str] = field(default_factory=list)
     probabilities: list[Tensor] = field(default_factory=list)
+    reduce: LayerReduction | None = None
+    #: (heads, T_query, T_key) of each call, as computed (before ``reduce``).
+    shapes: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def record(self, name: str, probabilities: Tensor) -> None:
+        self.names.append(name)
+        self.shapes.append(tuple(probabilities.shape[1:]))
+        self.probabilities.append(probabilities if self.reduce is None else self.reduce(probabilities))
 
 
 def _timm_attention_type() -> type | None:
@@ -116,22 +131,28 @@ def attention_layers(model: nn.Module, what: str = "this method") -> list[Attent
     of the model's attention would silently mean something else.
     """
     timm_type = _timm_attention_type()
+    # One walk (this runs on every call of an attention method): the supported modules, and the
+    # other attention-looking modules, kept by name to be checked against them.
     layers: list[AttentionLayer] = []
+    suspects: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
         if isinstance(module, nn.MultiheadAttention):
             layers.append(AttentionLayer(name, module, "torch"))
         elif timm_type is not None and type(module) is timm_type:  # a subclass may compute otherwise
             layers.append(AttentionLayer(name, module, "timm"))
-    layers += [AttentionLayer(name, module, "hf") for name, module in hf_attention_modules(model)]
+        elif is_hf_attention(module):
+            layers.append(AttentionLayer(name, module, "hf"))
+        elif _looks_like_attention(module):
+            suspects.append((name, module))
 
     def inside_supported(name: str) -> bool:
-        return any(name == layer.name or name.startswith(layer.name + ".") for layer in layers)
+        return any(name.startswith(layer.name + ".") for layer in layers)
 
     def holds_supported(name: str) -> bool:  # a block or a whole model wrapping supported modules
         return not name or any(layer.name.startswith(name + ".") for layer in layers)
 
-    unsupported = [f"{name} ({type(module).__name__})" for name, module in model.named_modules()
-                   if _looks_like_attention(module) and not inside_supported(name) and not holds_supported(name)]
+    unsupported = [f"{name} ({type(module).__name__})" for name, module in suspects
+                   if not inside_supported(name) and not holds_supported(name)]
     if unsupported:
         shown = ", ".join(unsupported[:3]) + (", ..." if len(unsupported) > 3 else "")
         raise NotApplicable(f"{what} needs the attention probabilities of every attention layer, but "
@@ -209,9 +230,9 @@ def _runs_native_cpu_path(mha: nn.MultiheadAttention, query: Tensor, key: Tensor
 class _Capture:
     """The hooks of one ``capture_attention`` block."""
 
-    def __init__(self, layers: list[AttentionLayer], keep_graph: bool) -> None:
+    def __init__(self, layers: list[AttentionLayer], keep_graph: bool, reduce: LayerReduction | None) -> None:
         self.layers, self.keep_graph = layers, keep_graph
-        self.result = CapturedAttention()
+        self.result = CapturedAttention(reduce=reduce)
         self.handles: list[Any] = []
         self.timm_state: dict[str, dict[str, Tensor]] = {}
 
@@ -233,8 +254,7 @@ class _Capture:
             # The output would pass on no graph: d(logit)/dA would silently be missing.
             raise AttributionError("capture_attention(keep_graph=True) needs the forward to run with gradients "
                                    "enabled")
-        self.result.names.append(layer.name)
-        self.result.probabilities.append(probabilities)
+        self.result.record(layer.name, probabilities)
 
     # torch.nn.MultiheadAttention ---------------------------------------------------------------
     def _install_torch(self, layer: AttentionLayer) -> None:
@@ -357,24 +377,25 @@ class _Capture:
 
 
 @contextmanager
-def capture_attention(model: nn.Module, *, keep_graph: bool = False,
-                      layers: list[AttentionLayer] | None = None) -> Iterator[CapturedAttention]:
+def capture_attention(model: nn.Module, *, keep_graph: bool = False, layers: list[AttentionLayer] | None = None,
+                      reduce: LayerReduction | None = None) -> Iterator[CapturedAttention]:
     """``with capture_attention(model) as captured: logits = model(x)``; then
     ``captured.probabilities`` holds one (N, heads, T, T) tensor per attention call, in forward order.
 
     ``keep_graph``: each probability tensor is a leaf that requires grad and that the logits depend
     on, so ``torch.autograd.grad(logits[...].sum(), captured.probabilities)`` is d(logit)/dA (run the
     forward with gradients enabled). Otherwise the tensors are computed without a graph and the
-    forward is not touched at all. The hooks are removed on exit, also on error.
+    forward is not touched at all. ``layers``: capture only these (default: all of
+    :func:`attention_layers`); ``reduce``: keep ``reduce(A)`` of each layer instead of A
+    (:class:`CapturedAttention`). The hooks are removed on exit, also on error.
     """
     layers = layers if layers is not None else attention_layers(model)
     if any(layer.kind == "hf" for layer in layers):  # Hugging Face BERT: adapters/hf_attention.py
-        captured = CapturedAttention()
-        with capture_hf_attention([(layer.name, layer.module) for layer in layers], keep_graph, captured.names,
-                                  captured.probabilities):
+        captured = CapturedAttention(reduce=reduce)
+        with capture_hf_attention([(layer.name, layer.module) for layer in layers], keep_graph, captured.record):
             yield captured
         return
-    capture = _Capture(layers, keep_graph)
+    capture = _Capture(layers, keep_graph, reduce)
     try:
         capture.install()
         yield capture.result
@@ -383,25 +404,27 @@ def capture_attention(model: nn.Module, *, keep_graph: bool = False,
 
 
 def forward_with_attention(model: nn.Module, x: Tensor, *, keep_graph: bool = False, what: str = "this method",
-                           layers: list[AttentionLayer] | None = None) -> tuple[Tensor, CapturedAttention]:
+                           layers: list[AttentionLayer] | None = None,
+                           reduce: LayerReduction | None = None) -> tuple[Tensor, CapturedAttention]:
     """``model(x)`` and its attention (:func:`capture_attention`), checked: every supported
     attention module ran and every probability tensor is square over the same tokens. The forward
     runs without gradients, or with ``keep_graph`` with gradients on a detached copy of ``x`` that
     requires grad (the logits are then bit-identical to ``model(x.requires_grad_())``). ``layers``:
-    :func:`attention_layers` of ``model``, when the caller has them already."""
+    :func:`attention_layers` of ``model``, when the caller has them already; ``reduce``: what to
+    keep of each layer (:class:`CapturedAttention`)."""
     layers = attention_layers(model, what) if layers is None else layers
     if keep_graph and x.is_floating_point():  # token ids cannot require grad; the BERT capture needs none
         # Every layer then runs its gradient path, whether the weights are frozen or not.
         x = x.detach().requires_grad_()
     with torch.enable_grad() if keep_graph else torch.no_grad():
-        with capture_attention(model, keep_graph=keep_graph, layers=layers) as captured:
+        with capture_attention(model, keep_graph=keep_graph, layers=layers, reduce=reduce) as captured:
             logits = model(x)
     silent = [layer.name for layer in layers if layer.name not in captured.names]
     if silent:
         raise AttributionError(f"attention module(s) {', '.join(silent)} did not run during the forward (a fused "
                                "path such as nn.TransformerEncoderLayer's fast path bypasses them); their "
                                "attention cannot be captured")
-    shapes = sorted({tuple(p.shape[-2:]) for p in captured.probabilities})
+    shapes = sorted({shape[-2:] for shape in captured.shapes})
     if len(shapes) != 1 or shapes[0][0] != shapes[0][1]:
         raise AttributionError(f"{what} needs self-attention over the same tokens in every layer, got attention "
                                f"of shapes (T_query, T_key) {shapes}")
@@ -437,11 +460,12 @@ ClassTokenRow = Callable[[list[Tensor], Tensor, Tensor], Tensor]
 
 
 def class_token_maps(method: Method, model: nn.Module, x: Tensor, target: Tensor, row: ClassTokenRow, *,
-                     gradients: bool) -> Tensor:
+                     gradients: bool, reduce: LayerReduction | None = None) -> Tensor:
     """The loop the attention methods share: ``method.params["batch_size"]`` images per forward
-    (None: what ``memory_mb`` holds, attention included), ``row`` of each batch's attention reshaped
-    to the patch grid (prefix tokens dropped) and upsampled to the input with
-    ``method.params["upsample"]``. Records layers, heads, grid and batch size in ``method.diagnostics``.
+    (None: what ``memory_mb`` holds, attention included), ``row`` of each batch's attention (each
+    layer's ``reduce``-d as it is captured, when given) reshaped to the patch grid (prefix tokens
+    dropped) and upsampled to the input with ``method.params["upsample"]``. Records layers, heads,
+    grid and batch size in ``method.diagnostics``.
     """
     what = f"method {method.name!r}"
     layers = attention_layers(model, what)  # a model without attention is refused before any pass
@@ -451,16 +475,17 @@ def class_token_maps(method: Method, model: nn.Module, x: Tensor, target: Tensor
         extra_bytes_per_row=attention_bytes_per_image(model, x, keep_graph=gradients, layers=layers))
     maps, grid = [], None
     for s in spans(len(x), size):
-        logits, captured = forward_with_attention(model, x[s], keep_graph=gradients, what=what, layers=layers)
+        logits, captured = forward_with_attention(model, x[s], keep_graph=gradients, what=what, layers=layers,
+                                                  reduce=reduce)
         tokens = row(captured.probabilities, logits, target[s]).detach().float()
         if is_token_model(model):  # text: the class token's row over the tokens is the (n, L) map itself
-            method.diagnostics.update(layers=captured.names, n_heads=[p.shape[1] for p in captured.probabilities],
+            method.diagnostics.update(layers=captured.names, n_heads=[shape[0] for shape in captured.shapes],
                                       batch_size=size)
             maps.append(tokens)
             continue
         if grid is None:
             grid = class_token_grid(tokens.shape[-1], height, width, what)
-            method.diagnostics.update(layers=captured.names, n_heads=[p.shape[1] for p in captured.probabilities],
+            method.diagnostics.update(layers=captured.names, n_heads=[shape[0] for shape in captured.shapes],
                                       grid={"prefix": grid.prefix, "h": grid.h, "w": grid.w}, batch_size=size)
         maps.append(tokens[:, grid.prefix:].reshape(len(tokens), 1, grid.h, grid.w))
     if is_token_model(model):

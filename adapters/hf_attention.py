@@ -18,7 +18,7 @@ attention. Every hook is removed on exit, also on error.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -30,10 +30,9 @@ SELF_ATTENTION_TYPES = ("BertSelfAttention", "RobertaSelfAttention")
 SUPPORTED = "transformers' BertSelfAttention with attn_implementation='eager'"
 
 
-def hf_attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Hugging Face self-attention modules of ``model`` (name, module), in definition order."""
-    return [(name, module) for name, module in model.named_modules()
-            if type(module).__name__ in SELF_ATTENTION_TYPES and type(module).__module__.startswith("transformers.")]
+def is_hf_attention(module: nn.Module) -> bool:
+    """Whether ``module`` is a Hugging Face self-attention module this capture reads."""
+    return type(module).__name__ in SELF_ATTENTION_TYPES and type(module).__module__.startswith("transformers.")
 
 
 def hf_heads(module: nn.Module) -> int:
@@ -49,10 +48,10 @@ def check_eager(name: str, module: nn.Module, what: str) -> None:
 
 
 @contextmanager
-def capture_hf_attention(layers: list[tuple[str, nn.Module]], keep_graph: bool, names: list[str],
-                         probabilities: list[Tensor], what: str = "this method") -> Iterator[None]:
-    """Append, per self-attention call in forward order, its name to ``names`` and its (N, heads,
-    T, T) probabilities to ``probabilities`` (leaves with gradient when ``keep_graph``)."""
+def capture_hf_attention(layers: list[tuple[str, nn.Module]], keep_graph: bool,
+                         record: Callable[[str, Tensor], None], what: str = "this method") -> Iterator[None]:
+    """Call ``record(name, probabilities)``, per self-attention call in forward order, with its
+    (N, heads, T, T) probabilities (leaves with gradient when ``keep_graph``)."""
     for name, module in layers:
         check_eager(name, module, what)
     handles: list[Any] = []
@@ -69,15 +68,14 @@ def capture_hf_attention(layers: list[tuple[str, nn.Module]], keep_graph: bool, 
             if weights is None:
                 raise AttributionError(f"attention module {name!r} returned no probabilities; the capture reads "
                                        f"{SUPPORTED}")
-            names.append(name)
             if not keep_graph:
-                probabilities.append(weights.detach())
+                record(name, weights.detach())
                 return None
             if not torch.is_grad_enabled():
                 raise AttributionError("capture_attention(keep_graph=True) needs the forward to run with gradients "
                                        "enabled")
             leaf = weights.detach().requires_grad_()
-            probabilities.append(leaf)
+            record(name, leaf)
             value = values.pop(name).detach()
             n, t, e = value.shape
             heads = hf_heads(module)

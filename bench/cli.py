@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from .allocator import tune_host_allocator
+
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {}
@@ -302,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help (0) or a usage error (2, printed in one line)
         return stop.code if isinstance(stop.code, int) else 2
     args.argv = argv  # for "run the same command again"
+    tune_host_allocator()  # bench/allocator.py: the command line's processes only, never the library's users
     try:
         return args.handler(args)
     except (KeyError, ValueError, FileNotFoundError, PermissionError) as error:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .allocator import allocator_info
+
 
 class DeviceError(ValueError):
     """A device that is not there (e.g. ``cuda`` on a machine without a GPU)."""
@@ -61,7 +63,7 @@ class Device:
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-            "cuda": torch.version.cuda, "cudnn": None,
+            "cuda": torch.version.cuda, "cudnn": None, **allocator_info(),
         }
         if self.is_cuda:
             info["cudnn"] = torch.backends.cudnn.version()

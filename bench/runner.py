@@ -14,6 +14,7 @@ from . import cellfile, zoo
 from .cells import GroupOutcome, record_error, remove_partial_writes, resume_state, run_group
 from .collect import TIMING_STAMP, collect_run
 from .config import RunConfig, check_output_writable
+from .allocator import tune_host_allocator
 from .device import resolve_device
 from .executor import Executor, LocalExecutor, get_executor
 from .grid import plan, unplanned, validate
@@ -52,6 +53,7 @@ class GroupTask:
         if not (self.run_dir / "config.json").is_file():
             raise FileNotFoundError(f"run directory {self.run_dir} is not visible on this worker's node: "
                                     "runs on several nodes need it on a shared filesystem")
+        tune_host_allocator()  # a Ray worker is a process of its own (once per process)
         return run_group(self.config, group, self.run_dir, resolve_device(self.config.device).torch_device)
 
 

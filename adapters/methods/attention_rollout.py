@@ -35,17 +35,21 @@ def discard_smallest(fused: Tensor, ratio: float) -> Tensor:
     return torch.cat([fused[:, :1], kept.reshape(n, t - 1, t)], dim=1)
 
 
+def rollout_matrix(layer: Tensor, head_fusion: str, discard_ratio: float) -> Tensor:
+    """One layer's (n, heads, T, T) probabilities -> its rollout factor (n, T, T): heads fused,
+    smallest entries discarded, identity added (the residual), rows renormalised to 1."""
+    fused = HEAD_FUSIONS[head_fusion](layer.float())
+    if discard_ratio > 0:
+        fused = discard_smallest(fused, discard_ratio)
+    # In place: every head fusion is a reduction, so ``fused`` is a new tensor, never the
+    # captured probabilities. The identity on the diagonal, then the rows renormalised.
+    fused.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    return fused.div_(fused.sum(dim=-1, keepdim=True))
+
+
 def rollout_matrices(probabilities: list[Tensor], head_fusion: str, discard_ratio: float) -> list[Tensor]:
-    """Per layer: heads fused, smallest entries discarded, identity added (the residual), rows
-    renormalised to 1: the (n, T, T) matrices whose product is the rollout."""
-    matrices = []
-    for layer in probabilities:
-        fused = HEAD_FUSIONS[head_fusion](layer.float())
-        if discard_ratio > 0:
-            fused = discard_smallest(fused, discard_ratio)
-        with_residual = fused + torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-        matrices.append(with_residual / with_residual.sum(dim=-1, keepdim=True))
-    return matrices
+    """The (n, T, T) matrices whose product is the rollout, one per layer (:func:`rollout_matrix`)."""
+    return [rollout_matrix(layer, head_fusion, discard_ratio) for layer in probabilities]
 
 
 @register("attention_rollout")
@@ -87,11 +91,12 @@ class AttentionRolloutMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        def row(probabilities: list[Tensor], _logits: Tensor, _target: Tensor) -> Tensor:
-            matrices = rollout_matrices(probabilities, self.params["head_fusion"], self.params["discard_ratio"])
-            return class_token_product(matrices, lambda r, m: r @ m)
+        # Each layer becomes its (n, T, T) factor as it is captured: the heads' tensors do not outlive it.
+        def factor(layer: Tensor) -> Tensor:
+            return rollout_matrix(layer, self.params["head_fusion"], self.params["discard_ratio"])
 
-        return class_token_maps(self, model, x, target, row, gradients=False)
+        return class_token_maps(self, model, x, target, lambda matrices, _logits, _target:
+                                class_token_product(matrices, lambda r, m: r @ m), gradients=False, reduce=factor)
 
     def cost(self, **context: object) -> Cost:
         return Cost(forward=1)

@@ -37,8 +37,9 @@ class RawAttentionMethod(Method):
                          memory_mb=check_memory_mb(memory_mb))
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
-        return class_token_maps(self, model, x, target, lambda probabilities, _logits, _target:
-                                probabilities[-1].float().mean(dim=1)[:, 0], gradients=False)
+        # Each layer reduced to its class-token row, heads averaged, as it is captured: the last is the map.
+        return class_token_maps(self, model, x, target, lambda rows, _logits, _target: rows[-1], gradients=False,
+                                reduce=lambda probabilities: probabilities[:, :, 0].float().mean(dim=1))
 
     def cost(self, **context: object) -> Cost:
         return Cost(forward=1)
