@@ -23,7 +23,9 @@ def style(name: str = "whitegrid") -> None:
 def save(fig: Figure, path: Path) -> Path:
     """Write a PNG without a timestamp in its metadata (rebuilds give identical files) and close."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    # zlib level 3, not PIL's 6: a third of the encoding time (a 3400x940 saliency grid: 4.8 s -> 1.8 s)
+    # for files ~10% larger.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None}, pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return path
 
