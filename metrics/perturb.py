@@ -44,9 +44,20 @@ def forward_chunked(model: nn.Module, x: Tensor, chunk_rows: int) -> Tensor:
 def clean_logits(model: nn.Module, x: Tensor, chunk_rows: int) -> Tensor:
     """Logits (N, K) on the clean images ``x``, checked finite (:func:`metrics.validation.check_logits`).
 
-    Every score that reads the model calls this before its first perturbed pass. Perturbed inputs
-    that make the model non-finite are left to each score (they are data about the perturbation)."""
+    Every score that reads the model calls this before its first perturbed pass; the exceptions are
+    scores whose only other rows are one reference input per image (completeness' baseline, input
+    invariance's shifted copy), which share the clean pass (:func:`clean_and_more_logits`). Perturbed
+    inputs that make the model non-finite are left to each score (they are data about the perturbation)."""
     return check_logits(forward_chunked(model, x, chunk_rows))
+
+
+def clean_and_more_logits(model: nn.Module, x: Tensor, more: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
+    """Logits on the clean images ``x`` (N, C, H, W), checked as :func:`clean_logits`, and on ``more``
+    (M, C, H, W), in the same chunks: a forward call of its own for a few rows per image costs, on a
+    CPU at small batches, ~1.5x what sharing the call does (resnet18 at 32 px: 8 + 8 rows 50 ms,
+    16 rows 34 ms). The clean check then comes after the extra rows, not before them."""
+    logits = forward_chunked(model, torch.cat([x, more]), chunk_rows)
+    return check_logits(logits[:x.shape[0]]), logits[x.shape[0]:]
 
 
 @torch.no_grad()

@@ -6,19 +6,19 @@ invariance re-explains a shifted input with it.
 """
 from __future__ import annotations
 
-import copy
 import math
+from contextlib import contextmanager
 from numbers import Real
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from ..outputs import class_score, score_classes, score_param, target_class_param
 from ..params import Choice, Float, Int, Substrate
-from ..perturb import clean_logits, evaluate_pairs, forward_chunked, rows_per_chunk
+from ..perturb import clean_and_more_logits, clean_logits, evaluate_pairs, rows_per_chunk
 from ..registry import MetricResult, as_scores, register
-from ..validation import MetricInputError, check_attributions, check_model_inputs
+from ..validation import MetricInputError, check_attributions, check_logits, check_model_inputs
 from .deletion_insertion import BLUR, SUBSTRATES, make_substrate
 
 
@@ -97,9 +97,9 @@ def completeness(*, model: nn.Module, x: Tensor, target: Tensor | int, attributi
             "attribution_sum": nan, "output_change": nan, "absolute_error": nan})
     fill, described = _completeness_baseline(x, baseline, method)
     chunk = rows_per_chunk(model, x, device_budget_bytes)
-    logits = clean_logits(model, x, chunk)
+    logits, baseline_logits = clean_and_more_logits(model, x, fill, chunk)
     f_x = class_score(logits, target, score).double()
-    f_b = class_score(forward_chunked(model, fill, chunk), target, score).double()
+    f_b = class_score(baseline_logits, target, score).double()
     change = f_x - f_b
     total = attributions.flatten(1).double().sum(1)
     absolute = (total - change).abs()
@@ -193,74 +193,116 @@ _TRANSPARENT = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d,
 _FIRST_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def first_layer(model: nn.Module, x: Tensor) -> tuple[str, nn.Module, tuple[int, ...]]:
-    """(name, module, input shape for one image) of the first layer that reads the input: the first
-    leaf module called in the forward of ``x[:1]`` other than reshapes and dropouts (in eval mode).
+class _ShiftedPass:
+    """One forward of the rows (x, then x + shift) that finds the first layer and checks the shift.
 
-    Refused (:class:`MetricInputError`) unless it is a Conv1d/2d/3d or Linear that receives the model's
-    input itself (up to a reshape): a constant shift of the input can then be absorbed into what the
-    layer adds to ``W x``. Hooks are registered on ``model`` only for that one forward and removed.
+    Pre-hooks on every leaf module stop at the first one called in each chunk other than reshapes and
+    dropouts (in eval mode): the first layer that reads the input. It is refused
+    (:class:`MetricInputError`) unless it is a Conv1d/2d/3d or Linear that receives the chunk's rows
+    unchanged (up to a reshape): a constant shift of the input can then be absorbed into what the
+    layer adds to ``W x``. Its output on the shifted rows has ``D = layer(m 1) - layer(0)`` (the layer
+    is linear; ``D`` includes what its padding does) taken off, so in the same pass those rows see the
+    model compensated position by position, and the clean rows see the model itself. Finding the
+    layer, the clean logits and the check then cost one forward call, not three.
     """
-    calls: list[tuple[str, nn.Module, Tensor]] = []
-    handles = []
 
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            calls.append((name, module, args[0] if args and isinstance(args[0], Tensor) else None))
-        return hook
+    def __init__(self, model: nn.Module, shift: float) -> None:
+        self.model, self.shift = model, shift
+        self.name: str | None = None
+        self.layer: nn.Module | None = None
+        self.delta: Tensor | None = None  # D, (1, C_out, ...) or (1, out)
+        self.rows: Tensor | None = None
+        self.shifted: Tensor | None = None
+        self.found_in_chunk = False
 
-    try:
-        for name, module in model.named_modules():
-            if not any(True for _ in module.children()):
-                handles.append(module.register_forward_pre_hook(record(name)))
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    for name, module, seen in calls:
-        if isinstance(module, _TRANSPARENT):
-            continue
+    def before(self, name: str, module: nn.Module, args: tuple) -> None:
+        if self.found_in_chunk or isinstance(module, _TRANSPARENT):
+            return
+        self.found_in_chunk = True
         if not isinstance(module, _FIRST_LAYERS):
             raise MetricInputError(f"metric 'input_invariance': the first layer that reads the input, {name!r}, is a "
                                    f"{type(module).__name__}; a constant input shift can only be absorbed into the "
                                    f"bias of a Conv1d/2d/3d or Linear layer")
-        if seen is None or seen.numel() != x[:1].numel() or not torch.equal(seen.reshape(-1), x[:1].reshape(-1)):
+        seen = args[0] if args and isinstance(args[0], Tensor) else None
+        if seen is None or seen.numel() != self.rows.numel() or not torch.equal(seen.reshape(-1), self.rows.reshape(-1)):
             raise MetricInputError(f"metric 'input_invariance': the first layer {name!r} does not receive the model's "
                                    f"input unchanged (the forward transforms it first), so its bias cannot absorb a "
                                    f"shift of the input")
-        return name, module, tuple(seen.shape[1:])
-    raise MetricInputError("metric 'input_invariance': the model has no layer that reads its input")
+        if self.layer is None:
+            probe = torch.zeros((1, *seen.shape[1:]), dtype=seen.dtype, device=seen.device)
+            self.delta = module(probe + self.shift) - module(probe)  # both hooks skip these calls (found, no layer yet)
+            self.name, self.layer = name, module
+        elif module is not self.layer:
+            raise MetricInputError(f"metric 'input_invariance': the first layer that reads the input is {self.name!r} "
+                                   f"for some images and {name!r} for others")
+
+    def after(self, module: nn.Module, _args: tuple, output: Tensor) -> Tensor | None:
+        # Every call of the layer, as in the compensated model that is explained: a model that calls it
+        # again deeper in (on features, not on the input) then fails the check instead of passing it.
+        if module is not self.layer or output.shape[0] != self.shifted.shape[0]:
+            return None
+        shifted = self.shifted.view(-1, *([1] * (output.dim() - 1)))
+        return torch.where(shifted, output - self.delta, output)
+
+    @torch.no_grad()
+    def run(self, x: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
+        """Logits (N, K) of the model on x and of the compensated model on x + shift."""
+        rows = torch.cat([x, x + self.shift])
+        shifted = torch.arange(rows.shape[0], device=x.device) >= x.shape[0]
+        handles = []
+        try:
+            for name, module in self.model.named_modules():
+                if not any(True for _ in module.children()):
+                    handles.append(module.register_forward_pre_hook(
+                        lambda m, args, name=name: self.before(name, m, args)))
+                    if isinstance(module, _FIRST_LAYERS):
+                        handles.append(module.register_forward_hook(self.after))
+            logits = []
+            for start in range(0, rows.shape[0], chunk_rows):
+                self.rows, self.shifted = rows[start:start + chunk_rows], shifted[start:start + chunk_rows]
+                self.found_in_chunk = False
+                logits.append(self.model(self.rows))
+        finally:
+            for handle in handles:
+                handle.remove()
+        if self.layer is None:
+            raise MetricInputError("metric 'input_invariance': the model has no layer that reads its input")
+        logits = torch.cat(logits)
+        return logits[:x.shape[0]], logits[x.shape[0]:]
 
 
-def shifted_model(model: nn.Module, x: Tensor, shift: float) -> tuple[nn.Module, str, str]:
-    """A deep copy of ``model`` whose first layer takes ``x + shift`` to exactly the pre-activations
-    it gives for ``x``, with the layer's name and ``"bias"`` or ``"per_position"``.
+@contextmanager
+def compensated(layer: nn.Module, delta: Tensor) -> Iterator[str]:
+    """Context in which ``layer`` takes ``x + shift`` to exactly the pre-activations it gives for ``x``
+    (``delta`` = D of :class:`_ShiftedPass`); yields ``"bias"`` or ``"per_position"``; ``layer`` is
+    restored on exit (the model is changed in place, as the randomisation checks do, rather than
+    deep-copied: a copy of a ResNet costs more than its forward pass).
 
-    The layer is linear in its input: ``layer(x + m) = layer(x) + D`` with ``D = layer(m 1) - layer(0)``,
-    which includes what its padding does. Where ``D`` is one value per output channel (a Linear layer,
-    a convolution without zero padding) it is subtracted from the bias, the construction of Kindermans
-    et al. (a missing bias is created). A zero-padded convolution sees the shift everywhere but in
-    the padding, so ``D`` varies near the border; it is then subtracted position by position (a
-    forward hook on the copy): a per-position bias, the only exact compensation.
+    Where ``D`` is one value per output channel (a Linear layer, a convolution without zero padding)
+    it is subtracted from the bias, the construction of Kindermans et al. (a missing bias is
+    created). A zero-padded convolution sees the shift everywhere but in the padding, so ``D`` varies
+    near the border; it is then subtracted position by position (a forward hook): a per-position
+    bias, the only exact compensation.
     """
-    work = copy.deepcopy(model)
-    name, layer, in_shape = first_layer(work, x)
-    with torch.no_grad():
-        probe = torch.zeros((1, *in_shape), dtype=x.dtype, device=x.device)
-        delta = layer(probe + shift) - layer(probe)  # (1, C_out, ...) or (1, out)
-        spatial = tuple(range(2, delta.dim()))
-        per_channel = delta.amax(spatial, keepdim=True) if spatial else delta
-        constant = not spatial or bool(torch.allclose(delta, per_channel.expand_as(delta), rtol=1e-5,
-                                                      atol=1e-6 * float(delta.abs().max().clamp_min(1e-30))))
-        if constant:
-            bias = layer.bias if layer.bias is not None else torch.zeros(delta.shape[1], dtype=delta.dtype,
-                                                                         device=delta.device)
-            layer.bias = nn.Parameter(bias.detach() - per_channel.reshape(-1), requires_grad=layer.weight.requires_grad)
-            return work, name, "bias"
-    fixed = delta.detach()
-    layer.register_forward_hook(lambda module, args, output: output - fixed)
-    return work, name, "per_position"
+    spatial = tuple(range(2, delta.dim()))
+    per_channel = delta.amax(spatial, keepdim=True) if spatial else delta
+    constant = not spatial or bool(torch.allclose(delta, per_channel.expand_as(delta), rtol=1e-5,
+                                                  atol=1e-6 * float(delta.abs().max().clamp_min(1e-30))))
+    if not constant:
+        fixed = delta.detach()
+        handle = layer.register_forward_hook(lambda module, args, output: output - fixed)
+        try:
+            yield "per_position"
+        finally:
+            handle.remove()
+        return
+    original = layer.bias
+    bias = original if original is not None else torch.zeros(delta.shape[1], dtype=delta.dtype, device=delta.device)
+    layer.bias = nn.Parameter(bias.detach() - per_channel.reshape(-1), requires_grad=layer.weight.requires_grad)
+    try:
+        yield "bias"
+    finally:
+        layer.bias = original
 
 
 @register("input_invariance", category="axiomatic", direction="lower",
@@ -268,22 +310,24 @@ def shifted_model(model: nn.Module, x: Tensor, shift: float) -> tuple[nn.Module,
 def input_invariance(*, model: nn.Module, x: Tensor, target: Tensor | int, attributions: Tensor, method: Any,
                      seed: int = 0, device_budget_bytes: int | None = None, shift: float = -1.0) -> MetricResult:
     """Input invariance (Kindermans et al. 2017): does the map change when the input is shifted by a
-    constant ``shift`` and a copy of the model absorbs the shift in its first layer, so that the two
-    models compute the same function of the image? Score ``||a(x) - a'(x + shift)||_2 / ||a(x)||_2``,
-    a' the method's map of x + shift on the compensated copy; 0 = invariant, lower is better.
+    constant ``shift`` and the model absorbs the shift in its first layer, so that the two models
+    compute the same function of the image? Score ``||a(x) - a'(x + shift)||_2 / ||a(x)||_2``, a' the
+    method's map of x + shift on the compensated model; 0 = invariant, lower is better.
 
     ``attributions`` must be the method's map of x (they are a(x)). Gradients are invariant (the
-    copy has the same gradients at x + shift); methods that multiply by the input or integrate from
-    a fixed baseline (gradient x input, integrated gradients from 0) are not, which is the paper's
-    point. Stochastic methods draw fresh noise for x + shift (the adapters seed by the image's
-    bytes), so their score includes their sampling noise.
+    compensated model has the same gradients at x + shift); methods that multiply by the input or
+    integrate from a fixed baseline (gradient x input, integrated gradients from 0) are not, which is
+    the paper's point. Stochastic methods draw fresh noise for x + shift (the adapters seed by the
+    image's bytes), so their score includes their sampling noise.
 
     The first layer must be a Conv1d/2d/3d or Linear reading the input (else a clear error; see
-    :func:`first_layer`); the compensation is exact, a bias change or, for zero-padded convolutions,
-    a per-position bias (:func:`shifted_model`), and is verified: the copy's logits on x + shift must
-    equal the model's on x, or the score refuses (a model that reads its input again further on).
-    NaN ("no score") for an all-zero a(x). Scores (N,); extras ``max_abs_difference`` (N,),
-    ``compensation`` ("bias" or "per_position"), ``first_layer``. Cost: one explanation, 2 forwards.
+    :class:`_ShiftedPass`); the compensation is exact, a bias change or, for zero-padded
+    convolutions, a per-position bias (:func:`compensated`; the model is changed in place for the
+    explanation and restored), and is verified: the compensated logits on x + shift (per position,
+    equal to the bias change up to float rounding) must equal the model's on x, or the score refuses
+    (a model that reads its input again further on). NaN ("no score") for an all-zero a(x). Scores
+    (N,); extras ``max_abs_difference`` (N,), ``compensation`` ("bias" or "per_position"),
+    ``first_layer``. Cost: one explanation, one forward pass of x and x + shift together.
 
     Quantus' ``InputInvariance`` takes ``named_modules()[1]`` as the first layer (torchvision's ResNet
     ``conv1`` has no bias and fails), builds the shift on the CPU (fails on CUDA models), subtracts the
@@ -293,11 +337,10 @@ def input_invariance(*, model: nn.Module, x: Tensor, target: Tensor | int, attri
     target = check_model_inputs(model, x, target)
     attributions = check_attributions(attributions, x)
     method = _check_method(method, "input_invariance")
-    chunk = rows_per_chunk(model, x, device_budget_bytes)
-    logits = clean_logits(model, x, chunk)
-    work, name, how = shifted_model(model, x, shift)
-    shifted = x + shift
-    moved = forward_chunked(work, shifted, chunk)
+    check = _ShiftedPass(model, shift)
+    logits, moved = check.run(x, rows_per_chunk(model, x, device_budget_bytes))
+    check_logits(logits)
+    name = check.name
     # Exact in real arithmetic; the slack is for float32 (and TF32 convolutions on GPUs, ~1e-3 relative),
     # well below what a model that reads its input again shows (of the order of the shift itself).
     tolerance = (1e-2 * min(1.0, abs(shift)) + 1e-5) * (1.0 + float(logits.abs().max()))
@@ -306,7 +349,8 @@ def input_invariance(*, model: nn.Module, x: Tensor, target: Tensor | int, attri
         raise MetricInputError(f"metric 'input_invariance': the shift is not absorbed by the first layer {name!r}: the "
                                f"compensated model's logits on x + {shift:g} differ from the model's on x by {gap:.3g} "
                                f"(the model reads its input again after that layer)")
-    maps = method.attribute(work, shifted, target)
+    with compensated(check.layer, check.delta) as how:
+        maps = method.attribute(model, x + shift, target)
     if maps.shape != attributions.shape:
         maps = check_attributions(maps, x)
     difference = (attributions - maps).flatten(1).double()

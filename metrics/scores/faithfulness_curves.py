@@ -178,15 +178,21 @@ def segment_ranks(segments: Tensor, attributions: Tensor, seed: int) -> tuple[Te
     has K_i entries), so an image's ranks never depend on how many superpixels its batch-mates have.
     """
     n, _, h, w = attributions.shape
-    counts = segments.flatten(1).amax(1) + 1
-    ranks = torch.empty(n, h * w, dtype=torch.long, device=attributions.device)
-    for i, k in enumerate(counts.tolist()):
-        labels = segments[i].flatten()
-        sums = torch.zeros(k, dtype=torch.float64, device=labels.device)
-        sums.index_add_(0, labels, attributions[i].flatten().double())
-        sizes = torch.bincount(labels, minlength=k).double()
-        ranks[i] = rank_positions(rank_pixels((sums / sizes).view(1, k), seed))[0, labels]
-    return ranks.view(n, 1, h, w), counts
+    labels = segments.flatten(1)
+    counts = labels.amax(1) + 1
+    # Every image's superpixels numbered after the previous images': one sum and one count for all.
+    offsets = torch.cumsum(counts, 0) - counts
+    ids = (labels + offsets[:, None]).flatten()
+    total = int(counts.sum())
+    sums = torch.zeros(total, dtype=torch.float64, device=labels.device).index_add_(0, ids, attributions.flatten().double())
+    means = sums / torch.bincount(ids, minlength=total).double()
+    # Images with the same K share the tie-break permutation: rank them together.
+    segment_rank = torch.empty(total, dtype=torch.long, device=labels.device)
+    for k in counts.unique().tolist():
+        images = (counts == k).nonzero().flatten()
+        positions = offsets[images, None] + torch.arange(k, device=labels.device)
+        segment_rank[positions] = rank_positions(rank_pixels(means[positions], seed))
+    return segment_rank[ids].view(n, 1, h, w), counts
 
 
 @register("irof", category="faithfulness", direction="higher",

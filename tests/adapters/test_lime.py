@@ -17,6 +17,7 @@ import adapters
 from adapters.lime_common import lime_kernel
 from adapters.methods.lime_captum import ridge_fit
 from adapters.seeding import image_seeds
+from adapters import segmentation
 from adapters.segmentation import Segmenter
 
 
@@ -122,6 +123,35 @@ def test_segmentation_inputs_and_labels(images):
             assert label_map.unique().tolist() == list(range(int(label_map.max()) + 1)), "labels are 0..K-1"
     quick = Segmenter.build("quickshift", {"kernel_size": 2, "max_dist": 6.0}, "minmax", None, None)
     assert torch.equal(quick.segment(images[:1], [5]), quick.segment(images[:1], [5]))
+
+
+def test_repeated_segmentations_come_from_the_cache_exactly(images, monkeypatch):
+    monkeypatch.setattr(segmentation, "_LABELS", segmentation._LabelCache(2**20))
+    calls = []
+    monkeypatch.setattr(segmentation, "slic", lambda *args, **kwargs: calls.append(1) or slic(*args, **kwargs))
+    recipe = Segmenter.build("slic", {"n_segments": 20}, "minmax", None, None)
+    first = recipe.segment_one(images[0], 0)
+    again = recipe.segment_one(images[0], 7)  # SLIC draws nothing: the seed is not part of the key
+    assert calls == [1] and np.array_equal(again, first) and again.dtype == np.int64
+    again[:] = -1  # a fresh array each time: the cached labels are not the caller's to change
+    assert np.array_equal(recipe.segment_one(images[0], 0), first) and calls == [1]
+    Segmenter.build("slic", {"n_segments": 21}, "minmax", None, None).segment_one(images[0], 0)
+    recipe.segment_one(images[1], 0)
+    assert calls == [1, 1, 1]
+    quick = Segmenter.build("quickshift", {"kernel_size": 2, "max_dist": 6.0}, "minmax", None, None)
+    assert np.array_equal(quick.segment_one(images[0], 5), quick.segment_one(images[0], 5))
+    assert len(segmentation._LABELS.entries) == 4  # quickshift's seed is part of its key: one entry for seed 5
+
+
+def test_the_label_cache_drops_the_least_recently_used_past_its_bytes():
+    cache = segmentation._LabelCache(limit=300)
+    for key in "abc":
+        cache.put(key, np.zeros(100, dtype=np.int8))
+    assert cache.get("a") is not None  # now the most recently used
+    cache.put("d", np.zeros(100, dtype=np.int8))
+    assert cache.get("b") is None and [k for k in "acd" if cache.get(k) is not None] == list("acd")
+    cache.put("big", np.zeros(301, dtype=np.int8))
+    assert cache.get("big") is None and cache.size == 300
 
 
 def test_grayscale_images_segment(model):

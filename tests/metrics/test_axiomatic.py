@@ -284,15 +284,58 @@ class ReadsTheInputAgain(nn.Module):
         return self.inner(x) + x.mean((1, 2, 3)).unsqueeze(1)
 
 
+class CallsTheFirstLayerAgain(nn.Module):
+    """The first convolution is applied again to its own (rectified) output, where no shift arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.conv(self.conv(x).relu()))
+
+
 @pytest.mark.parametrize("model, message", [
     (nn.Sequential(nn.BatchNorm2d(3), tiny_cnn()).eval(), r"'0', is a BatchNorm2d; a constant input shift"),
     (Normalising().eval(), r"does not receive the model's input unchanged"),
     (ReadsTheInputAgain().eval(), r"the shift is not absorbed by the first layer 'inner.0'"),
+    (CallsTheFirstLayerAgain().eval(), r"the shift is not absorbed by the first layer 'conv'"),
 ])
 def test_models_whose_first_layer_cannot_absorb_the_shift_are_refused(model: nn.Module, message: str) -> None:
     x, target = images(2), torch.tensor([0, 1])
     with pytest.raises(MetricInputError, match=message):
         invariance(model, GradientMethod(), x, target)
+
+
+class FailsOnTheShiftedInput(GradientMethod):
+    def attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        raise RuntimeError("the method failed")
+
+
+@pytest.mark.parametrize("build", [tiny_cnn, lambda: nn.Sequential(  # per-position compensation, then a bias
+    nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 3)).eval()])
+def test_the_model_is_compensated_in_place_and_restored_even_when_the_method_fails(build) -> None:
+    model, x, target = build(), images(2), torch.tensor([0, 1])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    biases = [m.bias for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with pytest.raises(RuntimeError, match="the method failed"):
+        metrics.input_invariance(model=model, x=x, target=target, attributions=maps(2, 16),
+                                 method=FailsOnTheShiftedInput())
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert [m.bias for m in model.modules() if isinstance(m, nn.Conv2d)] == biases
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_input_invariance_does_not_depend_on_the_chunking() -> None:
+    model, x, target = tiny_cnn(), images(5), torch.arange(5) % 3
+    method = GradientTimesInput()
+    a = method.attribute(model, x, target)
+    whole = metrics.input_invariance(model=model, x=x, target=target, attributions=a, method=method, shift=0.5)
+    rows = metrics.input_invariance(model=model, x=x, target=target, attributions=a, method=method, shift=0.5,
+                                    device_budget_bytes=1)  # one row per forward call
+    assert torch.allclose(rows.scores, whole.scores, atol=1e-6) and rows.extras["first_layer"] == "0"
 
 
 def corner_blind_conv() -> nn.Module:

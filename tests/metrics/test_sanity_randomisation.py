@@ -131,6 +131,14 @@ def test_global_rng_is_untouched() -> None:
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_reinitialisation_on_the_cpu_draws_the_stream_of_manual_seed() -> None:
+    layer = nn.Linear(5, 4)
+    randomisation.reinitialise([layer], seed=11)
+    torch.manual_seed(11)
+    expected = nn.Linear(5, 4)  # its constructor draws exactly what reset_parameters draws
+    assert torch.equal(layer.weight, expected.weight) and torch.equal(layer.bias, expected.bias)
+
+
 @pytest.mark.parametrize("batchnorm", ["reset", "keep_stats", "keep"])
 def test_batchnorm_treatment(batchnorm: str) -> None:
     model = trained_tiny()

@@ -48,6 +48,26 @@ def test_average_ranks_match_scipy_rankdata() -> None:
     assert similarity.average_ranks(values)[0].tolist() == scipy.stats.rankdata(values[0].numpy()).tolist()
 
 
+def test_row_quantile_and_ranks_equal_torch_bit_for_bit() -> None:
+    """The NumPy row sort behind the quantile and the ranks gives torch's numbers exactly: ties, zeros,
+    NaNs (a row holding one has a NaN quantile, as torch.quantile) and constant rows."""
+    g = torch.Generator().manual_seed(3)
+    values = torch.rand(6, 257, generator=g, dtype=torch.float64)
+    values[1] = (values[1] * 4).floor()
+    values[2, :200] = 0.0
+    values[3, 5] = float("nan")
+    values[4] = 1.5
+    for q in (0.99, 0.5, 0.0, 1.0):
+        assert torch.equal(similarity.row_quantile(values, q).nan_to_num(-1.0),
+                           torch.quantile(values, q, dim=1).nan_to_num(-1.0))
+    finite = values.nan_to_num(2.0)
+    ordered, order = finite.sort(dim=1)
+    ours = similarity.average_ranks(finite)
+    assert torch.equal(ours.gather(1, order).diff(dim=1) >= 0, torch.ones_like(ordered[:, 1:], dtype=torch.bool))
+    for i in range(values.shape[0]):
+        assert ours[i].tolist() == scipy.stats.rankdata(finite[i].numpy()).tolist()
+
+
 def test_spearman_measures_use_the_percentile_normalisation() -> None:
     a, b = _pair()
     ours = similarity.similarities(a, b)
